@@ -1,0 +1,12 @@
+// bgevl: BGE-VL multimodal embeddings on libtorch. The one header to include.
+#pragma once
+
+#include "bgevl/clip_embedder.h"
+#include "bgevl/errors.h"
+#include "bgevl/image_input.h"
+#include "bgevl/options.h"
+
+namespace bgevl {
+// The library version, "MAJOR.MINOR.PATCH".
+const char* version();
+}  // namespace bgevl

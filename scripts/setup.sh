@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up bgevl on Debian 12, idempotently: the Debian packages that are missing, a Release
+# build in build/, and .venv (Debian's python3 with its site packages, so Debian's torch is
+# visible) with bgevl installed into it (`cmake --install build --prefix .venv`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake pkg-config git
+          libtorch-dev python3-torch libopenblas0-openmp
+          pybind11-dev python3-dev python3-venv python3-numpy python3-pil python3-pytest
+          libopencv-dev libjpeg-dev libicu-dev nlohmann-json3-dev libsentencepiece-dev libgtest-dev)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+JOBS=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=/usr/bin/python3 >/dev/null
+cmake --build build -j"$JOBS"
+
+[ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+cmake --install build --prefix .venv >/dev/null
+(cd / && "$OLDPWD/.venv/bin/python" -c "import bgevl; print('setup: bgevl', bgevl.__version__, 'installed in .venv')")

@@ -1,0 +1,26 @@
+// Pieces every embedder uses: option parsing, thread set-up, image inputs -> decoded images.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "bgevl/image_input.h"
+#include "bgevl/options.h"
+#include "vision/image.h"
+
+namespace bgevl::detail {
+
+// Sets libtorch's intra-op threads (0: every core) once per process or on change.
+void configure_threads(int num_threads);
+
+// Decodes one input as PIL would open it (mode kept; no RGB conversion yet).
+vision::Image decode_input(const ImageInput& in);
+
+// Runs fn(i) for i in [0, n) on libtorch's thread pool; exceptions reach the caller.
+void parallel_items(int64_t n, const std::function<void(int64_t)>& fn);
+
+// F.normalize(x, dim=-1) in float32.
+torch::Tensor l2_normalize(const torch::Tensor& x);
+
+}  // namespace bgevl::detail

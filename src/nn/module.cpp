@@ -1,0 +1,115 @@
+#include "nn/module.h"
+
+#include <sstream>
+
+#include "bgevl/errors.h"
+
+namespace bgevl::nn {
+
+torch::Tensor ModuleBase::declare(const std::string& name, std::vector<int64_t> shape) {
+  declared_[name] = std::move(shape);
+  return register_parameter(name, torch::empty({0}), /*requires_grad=*/false);
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+  weight = declare("weight", {out, in});
+  if (with_bias) bias = declare("bias", {out});
+}
+
+LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : dim_(dim), eps_(eps) {
+  weight = declare("weight", {dim});
+  bias = declare("bias", {dim});
+}
+
+std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name) {
+  if (name == "quick_gelu") return [](const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); };
+  if (name == "gelu") return [](const torch::Tensor& x) { return torch::gelu(x); };
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh")
+    return [](const torch::Tensor& x) { return torch::gelu(x, "tanh"); };
+  if (name == "relu") return [](const torch::Tensor& x) { return torch::relu(x); };
+  if (name == "silu") return [](const torch::Tensor& x) { return torch::silu(x); };
+  throw InvalidArgumentError(detail::concat("unsupported activation '", name, "'"));
+}
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+}  // namespace
+
+LoadReport load_weights(torch::nn::Module& root, const io::WeightSet& weights,
+                        torch::ScalarType dtype, const torch::Device& device,
+                        const std::string& prefix, const std::set<std::string>& ignore,
+                        const std::vector<std::string>& ignore_prefixes,
+                        const std::function<void(size_t, size_t)>& progress) {
+  struct Slot {
+    std::string name;
+    std::vector<int64_t> shape;
+    torch::Tensor param;
+  };
+  std::vector<Slot> slots;
+  for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/true)) {
+    auto* m = dynamic_cast<ModuleBase*>(item.value().get());
+    if (!m) continue;
+    auto params = m->named_parameters(/*recurse=*/false);
+    for (const auto& [local, shape] : m->declared()) {
+      std::string full = prefix;
+      if (!item.key().empty()) full += item.key() + ".";
+      full += local;
+      slots.push_back({full, shape, params[local]});
+    }
+  }
+
+  std::vector<std::string> missing, misshaped, unexpected;
+  std::set<std::string> wanted;
+  for (const auto& s : slots) {
+    wanted.insert(s.name);
+    if (!weights.contains(s.name)) {
+      missing.push_back(s.name);
+      continue;
+    }
+    const auto& have = weights.info(s.name).shape;
+    if (have != s.shape)
+      misshaped.push_back(s.name + " (checkpoint " + shape_str(have) + ", model " +
+                          shape_str(s.shape) + ")");
+  }
+  for (const auto& n : weights.names()) {
+    if (wanted.count(n) || ignore.count(n)) continue;
+    bool skip = false;
+    for (const auto& p : ignore_prefixes) skip |= n.rfind(p, 0) == 0;
+    if (!skip && (prefix.empty() || n.rfind(prefix, 0) == 0)) unexpected.push_back(n);
+  }
+  if (!missing.empty() || !misshaped.empty() || !unexpected.empty()) {
+    std::ostringstream os;
+    os << "checkpoint does not match the model (" << weights.files().front()
+       << (weights.files().size() > 1 ? " and other shards" : "") << "):";
+    auto list = [&os](const char* what, const std::vector<std::string>& v) {
+      if (v.empty()) return;
+      os << "\n  " << v.size() << " " << what << ":";
+      for (size_t i = 0; i < v.size() && i < 20; ++i) os << "\n    " << v[i];
+      if (v.size() > 20) os << "\n    ... and " << v.size() - 20 << " more";
+    };
+    list("missing", missing);
+    list("mis-shaped", misshaped);
+    list("unexpected", unexpected);
+    throw InvalidArgumentError(os.str());
+  }
+
+  LoadReport report;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    auto& s = slots[i];
+    torch::Tensor t = weights.load(s.name, dtype, device);
+    s.param.set_data(t);
+    report.loaded++;
+    report.bytes += t.numel() * t.element_size();
+    if (progress) progress(i + 1, slots.size());
+  }
+  return report;
+}
+
+}  // namespace bgevl::nn

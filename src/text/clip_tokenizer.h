@@ -1,0 +1,52 @@
+// CLIP byte-level BPE tokenizer, matching the Hugging Face *fast* CLIPTokenizer (tokenizers' Rust
+// implementation, as built by transformers' CLIPConverter) id for id. No libtorch here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bgevl::text {
+
+// A batch padded on the right to its longest row.
+struct TokenBatch {
+  int64_t rows = 0;
+  int64_t length = 0;                 // columns: the longest row
+  std::vector<int64_t> input_ids;     // rows * length, row-major
+  std::vector<int64_t> attention_mask;  // rows * length, 1 for real tokens, 0 for padding
+};
+
+class ClipTokenizer {
+ public:
+  // Reads vocab.json + merges.txt from a model folder; bos/eos/pad tokens from
+  // special_tokens_map.json / tokenizer_config.json when present (defaults: <|startoftext|>,
+  // <|endoftext|>, pad = <|endoftext|>). Throws FileNotFoundError / InvalidArgumentError.
+  static ClipTokenizer from_dir(const std::string& dir);
+  static ClipTokenizer from_files(const std::string& vocab_json, const std::string& merges_txt);
+
+  ClipTokenizer(ClipTokenizer&&) noexcept;
+  ClipTokenizer& operator=(ClipTokenizer&&) noexcept;
+  ~ClipTokenizer();
+
+  // Ids of one text with <|startoftext|> first and <|endoftext|> last; never truncates.
+  std::vector<int64_t> encode(const std::string& text) const;
+
+  // A padded batch. A row longer than max_length raises InvalidArgumentError naming the text
+  // index and its length, unless truncate is set: then it is cut to max_length keeping the
+  // end token. An empty list raises InvalidArgumentError.
+  TokenBatch encode_batch(const std::vector<std::string>& texts, bool truncate = false,
+                          int64_t max_length = 77) const;
+
+  int64_t bos_id() const;
+  int64_t eos_id() const;
+  int64_t pad_id() const;
+  int64_t vocab_size() const;  // the number of entries in vocab.json
+
+ private:
+  struct Impl;
+  explicit ClipTokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bgevl::text

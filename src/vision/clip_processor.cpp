@@ -1,0 +1,240 @@
+// transformers 4.45.2's CLIPImageProcessor (the slow, PIL-based one) for a single image, and the
+// preprocessor_config.json reader. What the reference does, step by step (image_processing_clip.py,
+// image_transforms.py):
+//   convert_to_rgb     image.convert("RGB") unless already RGB
+//   resize             get_resize_output_image_size(shortest_edge, default_to_square=False):
+//                      short side = N, long side = int(N * long / short); PIL bicubic on uint8
+//   center_crop        top = (h - crop_h) // 2, left = (w - crop_w) // 2 (floor division); where
+//                      the image is smaller than the crop it is zero-padded (centred, the extra
+//                      row/column at the end)
+//   rescale            (uint8 as float64 * rescale_factor).astype(float32)
+//   normalize          (x - mean) / std in float32 (mean and std cast to float32)
+//   channels first     (3, crop_h, crop_w)
+// Only the cropped window of the resized image is computed: every output byte of the resampler
+// is independent of the others, so the result equals resizing the whole image first.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bgevl/errors.h"
+#include "vision/image.h"
+#include "vision/resample_detail.h"
+
+namespace bgevl::vision {
+
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void bad_key(const std::string& path, const std::string& key, const std::string& why) {
+  throw InvalidArgumentError("preprocessor config '" + path + "': key '" + key + "' " + why);
+}
+
+bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_boolean()) bad_key(path, key, "must be true or false, got " + it->dump());
+  return it->get<bool>();
+}
+
+// A positive integer (JSON integers, or floats with an integral value as Python would accept).
+int get_positive_int(const json& v, const std::string& path, const std::string& key) {
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(std::numeric_limits<int>::max())
+                               : (v.get<int64_t>() > std::numeric_limits<int>::max() ||
+                                  v.get<int64_t>() <= 0))
+      bad_key(path, key, "must be a positive integer, got " + v.dump());
+    return int(v.get<int64_t>());
+  }
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (d == std::floor(d) && d > 0 && d <= double(std::numeric_limits<int>::max())) return int(d);
+  }
+  bad_key(path, key, "must be a positive integer, got " + v.dump());
+}
+
+double get_number(const json& v, const std::string& path, const std::string& key) {
+  if (!v.is_number()) bad_key(path, key, "must be a number, got " + v.dump());
+  return v.get<double>();
+}
+
+std::array<float, 3> get_triplet(const json& j, const std::string& path, const char* key,
+                                 const std::array<float, 3>& def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  std::array<float, 3> r{};
+  if (it->is_number()) {  // a single value applies to every channel
+    r.fill(static_cast<float>(it->get<double>()));
+    return r;
+  }
+  if (!it->is_array() || it->size() != 3)
+    bad_key(path, key, "must be a list of 3 numbers (one per RGB channel), got " + it->dump());
+  for (size_t i = 0; i < 3; ++i)
+    r[i] = static_cast<float>(get_number((*it)[i], path, std::string(key) + "[" +
+                                                             std::to_string(i) + "]"));
+  return r;
+}
+
+// Python's floor division.
+int floordiv2(long long a) { return int(a >= 0 ? a / 2 : -((-a + 1) / 2)); }
+
+}  // namespace
+
+ClipImageConfig load_clip_image_config(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw FileNotFoundError("preprocessor config not found: '" + path + "'");
+  if (std::filesystem::is_directory(path, ec))
+    throw InvalidArgumentError("preprocessor config '" + path + "' is a directory, not a file");
+  std::ifstream f(path);
+  if (!f) throw InvalidArgumentError("cannot open preprocessor config '" + path + "'");
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const json::exception& e) {
+    throw InvalidArgumentError("preprocessor config '" + path + "': malformed JSON: " + e.what());
+  }
+  if (!j.is_object())
+    throw InvalidArgumentError("preprocessor config '" + path + "': expected a JSON object");
+
+  ClipImageConfig c;
+  c.do_resize = get_bool(j, path, "do_resize", c.do_resize);
+  if (auto it = j.find("size"); it != j.end() && !it->is_null()) {
+    if (it->is_number()) {
+      c.shortest_edge = get_positive_int(*it, path, "size");
+    } else if (it->is_object()) {
+      if (it->contains("shortest_edge")) {
+        c.shortest_edge = get_positive_int(it->at("shortest_edge"), path, "size.shortest_edge");
+      } else if (it->contains("height") && it->contains("width")) {
+        bad_key(path, "size",
+                "{\"height\", \"width\"} (a fixed-size resize) is not supported; bgevl supports "
+                "CLIP's {\"shortest_edge\": N}");
+      } else {
+        bad_key(path, "size", "must contain 'shortest_edge', got " + it->dump());
+      }
+    } else {
+      bad_key(path, "size", "must be an integer or {\"shortest_edge\": N}, got " + it->dump());
+    }
+  }
+  if (get_bool(j, path, "use_square_size", false))
+    bad_key(path, "use_square_size", "true (a square resize) is not supported");
+  if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
+    if (!it->is_number_integer() || it->get<int64_t>() != 3)
+      bad_key(path, "resample",
+              "must be 3 (PIL bicubic); other resampling filters are not supported, got " +
+                  it->dump());
+    c.resample = 3;
+  }
+  c.do_center_crop = get_bool(j, path, "do_center_crop", c.do_center_crop);
+  if (!c.do_center_crop)
+    bad_key(path, "do_center_crop",
+            "false is not supported (the model needs a fixed input size, given by crop_size)");
+  if (auto it = j.find("crop_size"); it != j.end() && !it->is_null()) {
+    if (it->is_number()) {
+      c.crop_height = c.crop_width = get_positive_int(*it, path, "crop_size");
+    } else if (it->is_object() && it->contains("height") && it->contains("width")) {
+      c.crop_height = get_positive_int(it->at("height"), path, "crop_size.height");
+      c.crop_width = get_positive_int(it->at("width"), path, "crop_size.width");
+    } else {
+      bad_key(path, "crop_size",
+              "must be an integer or {\"height\": H, \"width\": W}, got " + it->dump());
+    }
+  }
+  c.do_rescale = get_bool(j, path, "do_rescale", c.do_rescale);
+  if (auto it = j.find("rescale_factor"); it != j.end() && !it->is_null())
+    c.rescale_factor = get_number(*it, path, "rescale_factor");
+  c.do_normalize = get_bool(j, path, "do_normalize", c.do_normalize);
+  c.mean = get_triplet(j, path, "image_mean", c.mean);
+  c.std = get_triplet(j, path, "image_std", c.std);
+  c.do_convert_rgb = get_bool(j, path, "do_convert_rgb", c.do_convert_rgb);
+  return c;
+}
+
+void clip_preprocess(const Image& im, const ClipImageConfig& cfg, float* out) {
+  BGEVL_CHECK_ARG(out != nullptr, "clip_preprocess: null output buffer");
+  BGEVL_CHECK_ARG(cfg.resample == 3, "clip_preprocess: only resample=3 (bicubic) is supported, got ",
+                  cfg.resample);
+  BGEVL_CHECK_ARG(cfg.do_center_crop,
+                  "clip_preprocess: do_center_crop=false is not supported (fixed output size)");
+  BGEVL_CHECK_ARG(cfg.crop_height > 0 && cfg.crop_width > 0 && cfg.shortest_edge > 0,
+                  "clip_preprocess: sizes must be positive");
+  // convert_to_rgb. With do_convert_rgb false the reference would keep other modes, which the
+  // 3-channel model cannot take: bgevl always converts.
+  const Image* rgb = &im;
+  Image converted;
+  if (im.mode != PilMode::RGB) {
+    converted = to_rgb(im);
+    rgb = &converted;
+  } else {
+    BGEVL_CHECK_ARG(im.width > 0 && im.height > 0 && im.channels == 3 &&
+                        im.data.size() == size_t(im.width) * size_t(im.height) * 3,
+                    "clip_preprocess: malformed RGB image (", im.width, "x", im.height, "x",
+                    im.channels, ", ", im.data.size(), " bytes)");
+  }
+  const int H = rgb->height, W = rgb->width;
+
+  // get_resize_output_image_size(default_to_square=False)
+  long long rh = H, rw = W;
+  if (cfg.do_resize) {
+    const bool w_short = W <= H;
+    const long long s = w_short ? W : H, l = w_short ? H : W;
+    const long long new_short = cfg.shortest_edge;
+    const long long new_long = static_cast<long long>(double(new_short * l) / double(s));
+    BGEVL_CHECK_ARG(new_long > 0 && new_long <= std::numeric_limits<int>::max() / 4,
+                    "clip_preprocess: resized size out of range for a ", W, "x", H, " image");
+    rw = w_short ? new_short : new_long;
+    rh = w_short ? new_long : new_short;
+  }
+  const int ch = cfg.crop_height, cw = cfg.crop_width;
+  const int top = floordiv2(rh - ch), left = floordiv2(rw - cw);
+  // The part of the crop window that lies inside the resized image; the rest is zero padding.
+  const int y0 = std::max(0, top), y1 = int(std::min<long long>(rh, (long long)top + ch));
+  const int x0 = std::max(0, left), x1 = int(std::min<long long>(rw, (long long)left + cw));
+  const int ny = std::max(0, y1 - y0), nx = std::max(0, x1 - x0);
+
+  thread_local std::vector<uint8_t> window;
+  window.resize(size_t(ny) * size_t(nx) * 3);
+  if (ny > 0 && nx > 0) {
+    resize_bicubic_window(rgb->data.data(), W, H, 3, int(rw), int(rh), x0, y0, nx, ny,
+                          window.data(), size_t(nx) * 3);
+  }
+
+  // rescale + normalize as a per-channel table over the 256 byte values.
+  float lut[3][256];
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) {
+      float x = cfg.do_rescale ? static_cast<float>(double(v) * cfg.rescale_factor)
+                               : static_cast<float>(v);
+      if (cfg.do_normalize) x = (x - cfg.mean[size_t(c)]) / cfg.std[size_t(c)];
+      lut[c][v] = x;
+    }
+  }
+  const size_t plane = size_t(ch) * size_t(cw);
+  for (int c = 0; c < 3; ++c) {
+    float* o = out + size_t(c) * plane;
+    const float pad = lut[c][0];
+    for (int y = 0; y < ch; ++y) {
+      float* orow = o + size_t(y) * cw;
+      const int sy = top + y;  // row in the resized image
+      if (sy < y0 || sy >= y1) {
+        for (int x = 0; x < cw; ++x) orow[x] = pad;
+        continue;
+      }
+      const uint8_t* wrow = window.data() + size_t(sy - y0) * nx * 3 + c;
+      const int xa = x0 - left, xb = x1 - left;  // crop columns covered by the window
+      for (int x = 0; x < xa; ++x) orow[x] = pad;
+      for (int x = xa; x < xb; ++x) orow[x] = lut[c][wrow[size_t(x - xa) * 3]];
+      for (int x = std::max(xa, xb); x < cw; ++x) orow[x] = pad;
+    }
+  }
+}
+
+}  // namespace bgevl::vision

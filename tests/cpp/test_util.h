@@ -1,0 +1,77 @@
+// Helpers shared by the C++ tests: fixture paths, the tolerance policy, small file writers.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace bgevl::test {
+
+// Tolerance policy (one place): pixel values max |diff| <= 1e-6; float32 embeddings and
+// features max |diff| <= 1e-5; token ids exact.
+constexpr double kPixelTol = 1e-6;
+constexpr double kFloat32Tol = 1e-5;
+
+inline std::string fixtures(const std::string& rel) { return std::string(BGEVL_FIXTURES_DIR) + "/" + rel; }
+inline std::string shared_data(const std::string& rel) { return std::string(BGEVL_SHARED_DATA_DIR) + "/" + rel; }
+
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kCPU, torch::kFloat64) - b.to(torch::kCPU, torch::kFloat64)).abs().max().item<double>();
+}
+
+inline nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+// A fresh scratch directory under the system temp dir.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() /
+           ("bgevl_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+inline void write_bytes(const std::filesystem::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline std::string read_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Serialises float32 tensors as a safetensors file, with an optional raw header override.
+inline std::string safetensors_bytes(const std::map<std::string, torch::Tensor>& tensors,
+                                     const std::string& dtype = "F32") {
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const auto& [name, t0] : tensors) {
+    torch::Tensor t = t0.contiguous();
+    if (dtype == "F16") t = t.to(torch::kFloat16);
+    if (dtype == "BF16") t = t.to(torch::kBFloat16);
+    const uint64_t begin = data.size();
+    data.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {begin, data.size()}}};
+  }
+  std::string h = header.dump();
+  while ((8 + h.size()) % 8) h.push_back(' ');
+  uint64_t n = h.size();
+  std::string out(reinterpret_cast<const char*>(&n), 8);
+  return out + h + data;
+}
+
+inline std::string raw_safetensors(const std::string& header_json, const std::string& data) {
+  uint64_t n = header_json.size();
+  return std::string(reinterpret_cast<const char*>(&n), 8) + header_json + data;
+}
+
+}  // namespace bgevl::test

@@ -1,0 +1,45 @@
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+
+import safetensors_io  # noqa: E402  (reads the reference outputs; no bgevl involved)
+
+# Tolerance policy: as tests/cpp/test_util.h.
+PIXEL_TOL = 1e-6
+FLOAT32_TOL = 1e-5
+
+
+@pytest.fixture(scope="session")
+def cases():
+    with open(os.path.join(FIXTURES, "clip", "cases.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def expected():
+    cache = {}
+
+    def load(ckpt):
+        if ckpt not in cache:
+            cache[ckpt] = safetensors_io.load_torch(os.path.join(FIXTURES, "clip", ckpt + ".expected.safetensors"))
+        return cache[ckpt]
+
+    return load
+
+
+def fixture_path(*parts):
+    return os.path.join(FIXTURES, *parts)
+
+
+def image_arg(v):
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return fixture_path("images", v)
+    return [fixture_path("images", x) for x in v]
