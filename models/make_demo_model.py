@@ -34,7 +34,8 @@ MEAN = [0.48145466, 0.4578275, 0.40821073]
 STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def param_shapes(vocab_size):
+def param_shapes(vocab_size, text=TEXT, vision=VISION, proj=PROJ):
+    """Hugging Face CLIPModel parameter names -> shapes for the given geometry."""
     s = {}
 
     def encoder(prefix, d):
@@ -50,26 +51,26 @@ def param_shapes(vocab_size):
             s[p + "mlp.fc1.weight"], s[p + "mlp.fc1.bias"] = (i, h), (i,)
             s[p + "mlp.fc2.weight"], s[p + "mlp.fc2.bias"] = (h, i), (h,)
 
-    t, v = TEXT["hidden"], VISION["hidden"]
+    t, v = text["hidden"], vision["hidden"]
     s["text_model.embeddings.token_embedding.weight"] = (vocab_size, t)
     s["text_model.embeddings.position_embedding.weight"] = (77, t)
-    encoder("text_model", TEXT)
+    encoder("text_model", text)
     s["text_model.final_layer_norm.weight"] = s["text_model.final_layer_norm.bias"] = (t,)
-    n_pos = (VISION["image"] // VISION["patch"]) ** 2 + 1
+    n_pos = (vision["image"] // vision["patch"]) ** 2 + 1
     s["vision_model.embeddings.class_embedding"] = (v,)
-    s["vision_model.embeddings.patch_embedding.weight"] = (v, 3, VISION["patch"], VISION["patch"])
+    s["vision_model.embeddings.patch_embedding.weight"] = (v, 3, vision["patch"], vision["patch"])
     s["vision_model.embeddings.position_embedding.weight"] = (n_pos, v)
     s["vision_model.pre_layrnorm.weight"] = s["vision_model.pre_layrnorm.bias"] = (v,)
-    encoder("vision_model", VISION)
+    encoder("vision_model", vision)
     s["vision_model.post_layernorm.weight"] = s["vision_model.post_layernorm.bias"] = (v,)
-    s["visual_projection.weight"] = (PROJ, v)
-    s["text_projection.weight"] = (PROJ, t)
+    s["visual_projection.weight"] = (proj, v)
+    s["text_projection.weight"] = (proj, t)
     s["logit_scale"] = ()
     return s
 
 
-def init(name, shape):
-    rng = np.random.RandomState((SEED * 1000003 + zlib.crc32(name.encode())) % 2**32)
+def init(name, shape, seed=SEED):
+    rng = np.random.RandomState((seed * 1000003 + zlib.crc32(name.encode())) % 2**32)
     z = rng.standard_normal(size=shape)
     leaf = name.rsplit(".", 1)[-1]
     if name == "logit_scale":
@@ -89,47 +90,54 @@ def write_json(path, obj):
         f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_model():
+def write_checkpoint(out, vocab, merges, text=TEXT, vision=VISION, proj=PROJ, seed=SEED,
+                     name="bgevl-tiny-clip (random weights)"):
+    """A random-weight checkpoint in the BGE-VL-CLIP folder layout, half-precision weights."""
     import torch
 
-    os.makedirs(OUT, exist_ok=True)
-    vocab, merges = tiny_clip_vocab.build_vocab(420)
+    os.makedirs(out, exist_ok=True)
     vocab_size = max(vocab.values()) + 1
     sot, eot = vocab[tiny_clip_vocab.SOT], vocab[tiny_clip_vocab.EOT]
-    tiny_clip_vocab.write_vocab_files(OUT, vocab, merges)
+    tiny_clip_vocab.write_vocab_files(out, vocab, merges)
     enc = lambda d: {  # noqa: E731
         "hidden_size": d["hidden"], "intermediate_size": d["inter"], "num_hidden_layers": d["layers"],
         "num_attention_heads": d["heads"], "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
-        "projection_dim": PROJ}
-    write_json(os.path.join(OUT, "config.json"), {
-        "_name_or_path": "bgevl-tiny-clip (random weights)",
+        "projection_dim": proj}
+    write_json(os.path.join(out, "config.json"), {
+        "_name_or_path": name,
         "architectures": ["CLIPModel"],
         "auto_map": {"AutoModel": "modeling_MMRet_CLIP.CLIPModel"},
         "initializer_factor": 1.0, "logit_scale_init_value": 2.6592,
-        "model_type": "clip", "projection_dim": PROJ, "torch_dtype": "float16",
+        "model_type": "clip", "projection_dim": proj, "torch_dtype": "float16",
         "transformers_version": "4.45.2",
-        "text_config": dict(enc(TEXT), vocab_size=vocab_size, max_position_embeddings=77,
+        "text_config": dict(enc(text), vocab_size=vocab_size, max_position_embeddings=77,
                             bos_token_id=sot, eos_token_id=eot, pad_token_id=eot, model_type="clip_text_model"),
-        "vision_config": dict(enc(VISION), image_size=VISION["image"], patch_size=VISION["patch"],
+        "vision_config": dict(enc(vision), image_size=vision["image"], patch_size=vision["patch"],
                               num_channels=3, model_type="clip_vision_model"),
     })
-    write_json(os.path.join(OUT, "preprocessor_config.json"), {
-        "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_convert_rgb": True,
-        "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": MEAN,
-        "image_processor_type": "CLIPImageProcessor", "image_std": STD, "processor_class": "CLIPProcessor",
-        "resample": 3, "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 224}})
+    write_json(os.path.join(out, "preprocessor_config.json"), {
+        "crop_size": {"height": vision["image"], "width": vision["image"]}, "do_center_crop": True,
+        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+        "image_mean": MEAN, "image_processor_type": "CLIPImageProcessor", "image_std": STD,
+        "processor_class": "CLIPProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
+        "size": {"shortest_edge": vision["image"]}})
     special = {"content": "", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
-    write_json(os.path.join(OUT, "special_tokens_map.json"), {
+    write_json(os.path.join(out, "special_tokens_map.json"), {
         "bos_token": dict(special, content=tiny_clip_vocab.SOT, normalized=True),
         "eos_token": dict(special, content=tiny_clip_vocab.EOT),
         "pad_token": tiny_clip_vocab.EOT, "unk_token": dict(special, content=tiny_clip_vocab.EOT)})
-    write_json(os.path.join(OUT, "tokenizer_config.json"), {
+    write_json(os.path.join(out, "tokenizer_config.json"), {
         "bos_token": tiny_clip_vocab.SOT, "eos_token": tiny_clip_vocab.EOT, "pad_token": tiny_clip_vocab.EOT,
         "unk_token": tiny_clip_vocab.EOT, "do_lower_case": True, "errors": "replace",
         "model_max_length": 77, "processor_class": "CLIPProcessor", "tokenizer_class": "CLIPTokenizer"})
-    tensors = {n: torch.from_numpy(np.ascontiguousarray(init(n, s))).to(torch.float16)
-               for n, s in sorted(param_shapes(vocab_size).items())}
-    safetensors_io.save_torch(tensors, os.path.join(OUT, "model.safetensors"), {"format": "pt"})
+    tensors = {n: torch.from_numpy(np.array(init(n, s, seed), dtype=np.float32)).to(torch.float16)
+               for n, s in sorted(param_shapes(vocab_size, text, vision, proj).items())}
+    safetensors_io.save_torch(tensors, os.path.join(out, "model.safetensors"), {"format": "pt"})
+
+
+def write_model():
+    vocab, merges = tiny_clip_vocab.build_vocab(420)
+    write_checkpoint(OUT, vocab, merges)
 
 
 def write_images():

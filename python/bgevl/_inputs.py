@@ -66,7 +66,7 @@ def image_input(obj):
 
         if obj.dtype != np.uint8:
             raise ValueError(f"image arrays must be uint8 HxWx3 (RGB), got dtype {obj.dtype}")
-        obj = torch.from_numpy(np.ascontiguousarray(obj))
+        obj = torch.from_numpy(np.array(obj, copy=True, order="C"))
     if isinstance(obj, torch.Tensor):
         if obj.dtype != torch.uint8 or obj.dim() not in (2, 3):
             raise ValueError(

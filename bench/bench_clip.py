@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""End-to-end BGE-VL-CLIP benchmark: bgevl against the transformers model-card usage.
+
+Both sides get the same random-weight checkpoint with the full BAAI/BGE-VL-base geometry
+(ViT-B/16 224 px vision tower 768x12, text tower 512x12, projection 512, vocabulary 49408,
+half-precision safetensors), the same image files and the same texts, and the same number of
+CPU threads. Each side runs in its own process so load time and peak memory are its own.
+Timed: image files -> normalised embeddings (`model.encode(images=[paths])`) and texts ->
+embeddings (`model.encode(text=[...])`), in batches of --batch.
+
+The reference side imports transformers like any user script (it must be 4.45.2; set it up
+beside, never from this repo) and loads the BGE-VL model code `modeling_MMRet_CLIP.py`
+(--mmret-code) with trust_remote_code, exactly as the model card does.
+
+    /usr/bin/python3 bench/bench_clip.py --mmret-code PATH/modeling_MMRet_CLIP.py [--threads 2]
+    /usr/bin/python3 bench/bench_clip.py --only bgevl            # bgevl alone
+
+Results go to stdout as a Markdown table (and to --json FILE).
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "models"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+
+BASE_TEXT = dict(hidden=512, inter=2048, layers=12, heads=8)
+BASE_VISION = dict(hidden=768, inter=3072, layers=12, heads=12, image=224, patch=16)
+BASE_PROJ = 512
+
+CAPTIONS = [
+    "A photo of a cat sitting on a wooden table next to a window.",
+    "Make the background dark, as if the camera has taken the photo at night",
+    "two cups of coffee on a white saucer, one with milk",
+    "a rocket lifting off from the launch pad with a plume of smoke",
+    "an astronaut in a white suit holding a helmet, standing in front of a flag",
+    "change the color of the shirt to red and remove the logo",
+    "a busy street market in the evening with lanterns and people walking",
+    "the same dog but running on a beach at sunset",
+]
+
+
+def make_checkpoint(folder):
+    import make_demo_model as mdm
+    import tiny_clip_vocab
+
+    shared = os.path.join(ROOT, "..", "shared", "data", "tokenizers", "clip")
+    vocab, merges = tiny_clip_vocab.build_vocab(420, special_ids={tiny_clip_vocab.SOT: 49406,
+                                                                  tiny_clip_vocab.EOT: 49407})
+    mdm.write_checkpoint(folder, vocab, merges, BASE_TEXT, BASE_VISION, BASE_PROJ, seed=11,
+                         name="BGE-VL-base geometry (random weights)")
+    if os.path.isdir(shared):  # the real CLIP vocabulary, when present, for realistic token counts
+        for f in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(shared, f), os.path.join(folder, f))
+
+
+def image_files():
+    d = os.path.join(ROOT, "tests", "fixtures", "images")
+    names = ["chelsea.jpg", "coffee_large_1500x1000.jpg", "rocket.jpg", "crop_333x211.jpg",
+             "exif_orient6.jpg", "photo.webp", "astronaut_96x128.png", "cmyk.jpg"]
+    return [os.path.join(d, n) for n in names]
+
+
+def run_side(impl, ckpt, n_images, n_texts, batch, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    imgs = (image_files() * (n_images // 8 + 1))[:n_images]
+    texts = (CAPTIONS * (n_texts // len(CAPTIONS) + 1))[:n_texts]
+    t0 = time.perf_counter()
+    if impl == "bgevl":
+        import bgevl
+
+        model = bgevl.AutoModel.from_pretrained(ckpt, num_threads=threads)
+    else:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(ckpt, trust_remote_code=True)
+        try:
+            model.set_processor(ckpt)
+        except ImportError:  # no fast-tokenizer library in this environment: the slow one
+            from transformers import CLIPProcessor
+            model.processor = CLIPProcessor.from_pretrained(ckpt, use_fast=False)
+    model.eval()
+    load_s = time.perf_counter() - t0
+    out = {"impl": impl, "load_s": load_s, "threads": torch.get_num_threads()}
+    with torch.no_grad():
+        model.encode(images=imgs[:2])  # warm-up
+        model.encode(text=texts[:2])
+        t0 = time.perf_counter()
+        embs = [model.encode(images=imgs[i:i + batch]) for i in range(0, len(imgs), batch)]
+        out["images_s"] = len(imgs) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        tembs = [model.encode(text=texts[i:i + batch]) for i in range(0, len(texts), batch)]
+        out["texts_s"] = len(texts) / (time.perf_counter() - t0)
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    torch.save({"images": torch.cat(embs), "texts": torch.cat(tembs)}, os.path.join(ckpt, f"out_{impl}.pt"))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mmret-code", help="path to modeling_MMRet_CLIP.py (needed for the reference)")
+    ap.add_argument("--only", choices=["bgevl", "reference"])
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--texts", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--json")
+    ap.add_argument("--side", help=argparse.SUPPRESS)
+    ap.add_argument("--ckpt", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.side:  # child process
+        print(json.dumps(run_side(args.side, args.ckpt, args.images, args.texts, args.batch, args.threads)))
+        return
+
+    sides = [args.only] if args.only else ["reference", "bgevl"]
+    if "reference" in sides and not args.mmret_code:
+        ap.error("the reference needs --mmret-code PATH/modeling_MMRet_CLIP.py (or use --only bgevl)")
+    tmp = tempfile.mkdtemp(prefix="bgevl_bench_")
+    try:
+        ckpt = os.path.join(tmp, "bge-vl-base-random")
+        make_checkpoint(ckpt)
+        if args.mmret_code:
+            shutil.copy(args.mmret_code, os.path.join(ckpt, "modeling_MMRet_CLIP.py"))
+        results = {}
+        for side in sides:
+            cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--ckpt", ckpt,
+                   "--images", str(args.images), "--texts", str(args.texts), "--batch", str(args.batch),
+                   "--threads", str(args.threads)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                sys.exit(f"{side} failed:\n{res.stderr}")
+            results[side] = json.loads(res.stdout.strip().splitlines()[-1])
+        agree = None
+        if len(sides) == 2:
+            import torch
+
+            a = torch.load(os.path.join(ckpt, "out_reference.pt"))
+            b = torch.load(os.path.join(ckpt, "out_bgevl.pt"))
+            agree = max((a[k] - b[k]).abs().max().item() for k in a)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; batch {args.batch}; "
+          f"{args.images} images, {args.texts} texts; BGE-VL-base geometry, random fp16 weights, fp32 compute")
+    print("| implementation | load (s) | images/s | texts/s | peak RSS (MiB) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for side in sides:
+        r = results[side]
+        print(f"| {side} | {r['load_s']:.2f} | {r['images_s']:.2f} | {r['texts_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+    if len(sides) == 2:
+        r, b = results["reference"], results["bgevl"]
+        print(f"| **bgevl / reference** | {r['load_s'] / b['load_s']:.1f}x faster | "
+              f"{b['images_s'] / r['images_s']:.2f}x | {b['texts_s'] / r['texts_s']:.2f}x | "
+              f"{b['peak_rss_mib'] / r['peak_rss_mib']:.2f}x |")
+        print(f"max |embedding difference| between the two: {agree:.2e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "max_abs_diff": agree}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
