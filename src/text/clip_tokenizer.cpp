@@ -1,9 +1,10 @@
 // CLIP tokenizer with the semantics of the tokenizer.json that transformers' CLIPConverter builds,
 // as the Rust `tokenizers` library runs it:
 //
-//   added tokens   <|startoftext|>, <|endoftext|> (special, normalized=True): found, leftmost-longest,
-//                  in the *normalized* text; the text between them is pre-tokenized separately.
-//                  (Tokens configured with normalized=False are found in the raw text first.)
+//   added tokens   <|startoftext|>, <|endoftext|> (special, normalized=True): found leftmost-
+//                  longest in the *normalized* text; the text between them is pre-tokenized on
+//                  its own. (Tokens configured with normalized=False are found in the raw text
+//                  first.)
 //   normalizer     NFC, then every run of \s (Oniguruma: Unicode White_Space) becomes one " ",
 //                  then each character is lower-cased on its own (Rust char::to_lowercase).
 //   pre-tokenizer  Split on 's|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ with
@@ -69,8 +70,8 @@ json parse_json(const std::string& text, const fs::path& p) {
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
-    throw InvalidArgumentError(detail::concat("CLIP tokenizer: '", p.string(),
-                                              "' is not valid JSON: ", e.what()));
+    throw InvalidArgumentError(
+        detail::concat("CLIP tokenizer: '", p.string(), "' is not valid JSON: ", e.what()));
   }
 }
 
@@ -79,7 +80,8 @@ std::array<std::string, 256> byte_alphabet() {
   std::array<std::string, 256> out;
   int n = 0;
   for (int b = 0; b < 256; ++b) {
-    const bool keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    const bool keep =
+        (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
     const char32_t c = keep ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
     unicode::append_utf8(out[b], c);
   }
@@ -174,7 +176,8 @@ struct SpecialConfig {
   std::string unk = kDefaultEos;
   std::string pad = kDefaultEos;
   // content -> (normalized flag if stated, id if stated)
-  std::vector<std::pair<std::string, std::pair<std::optional<bool>, std::optional<int64_t>>>> tokens;
+  std::vector<std::pair<std::string, std::pair<std::optional<bool>, std::optional<int64_t>>>>
+      tokens;
 };
 
 }  // namespace
@@ -328,8 +331,7 @@ struct ClipTokenizer::Impl {
                         "' is not in it either");
         id = unk_id;
       }
-      sym[i] = {id, static_cast<int32_t>(i) - 1,
-                i + 1 < n ? static_cast<int32_t>(i + 1) : -1, 1};
+      sym[i] = {id, static_cast<int32_t>(i) - 1, i + 1 < n ? static_cast<int32_t>(i + 1) : -1, 1};
     }
     std::priority_queue<MergeEntry, std::vector<MergeEntry>, MergeLater> queue;
     for (std::size_t i = 0; i + 1 < n; ++i) {
@@ -440,10 +442,11 @@ namespace {
 
 // Reads a token role from tokenizer_config.json / special_tokens_map.json: a string, or an
 // AddedToken dict with "content".
-void read_role(const json& j, const char* key, std::string& value,
-               std::vector<std::pair<std::string, std::pair<std::optional<bool>, std::optional<int64_t>>>>&
-                   tokens,
-               const fs::path& p) {
+void read_role(
+    const json& j, const char* key, std::string& value,
+    std::vector<std::pair<std::string, std::pair<std::optional<bool>, std::optional<int64_t>>>>&
+        tokens,
+    const fs::path& p) {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return;
   const json& v = j[key];
   if (v.is_string()) {
@@ -463,14 +466,16 @@ SpecialConfig read_special_config(const fs::path& dir) {
   SpecialConfig cfg;
   std::error_code ec;
   const fs::path tc = dir / "tokenizer_config.json";
-  std::vector<std::pair<std::string, std::pair<std::optional<bool>, std::optional<int64_t>>>> from_map;
+  std::vector<std::pair<std::string, std::pair<std::optional<bool>, std::optional<int64_t>>>>
+      from_map;
   if (fs::is_regular_file(tc, ec)) {
     const json j = parse_json(read_file(tc, "tokenizer config"), tc);
-    for (const char* role : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
-      std::string* dst = role[0] == 'b' ? &cfg.bos : role[0] == 'e' ? &cfg.eos : role[0] == 'u' ? &cfg.unk : &cfg.pad;
-      read_role(j, role, *dst, cfg.tokens, tc);
-    }
-    if (j.is_object() && j.contains("added_tokens_decoder") && j["added_tokens_decoder"].is_object()) {
+    read_role(j, "bos_token", cfg.bos, cfg.tokens, tc);
+    read_role(j, "eos_token", cfg.eos, cfg.tokens, tc);
+    read_role(j, "unk_token", cfg.unk, cfg.tokens, tc);
+    read_role(j, "pad_token", cfg.pad, cfg.tokens, tc);
+    if (j.is_object() && j.contains("added_tokens_decoder") &&
+        j["added_tokens_decoder"].is_object()) {
       for (const auto& [key, v] : j["added_tokens_decoder"].items()) {
         BGEVL_CHECK_ARG(v.is_object() && v.contains("content") && v["content"].is_string(),
                         "CLIP tokenizer: '", tc.string(), "': added_tokens_decoder[\"", key,
@@ -492,7 +497,8 @@ SpecialConfig read_special_config(const fs::path& dir) {
                           flag, "=true, which is not supported");
         }
         std::optional<bool> normalized;
-        if (v.contains("normalized") && v["normalized"].is_boolean()) normalized = v["normalized"].get<bool>();
+        if (v.contains("normalized") && v["normalized"].is_boolean())
+          normalized = v["normalized"].get<bool>();
         cfg.tokens.push_back({content, {normalized, id}});
       }
     }
@@ -547,8 +553,8 @@ std::unique_ptr<ClipTokenizer::Impl> ClipTokenizer::Impl::build(const fs::path& 
   {
     std::size_t bad = 0;
     std::u32string tmp;
-    BGEVL_CHECK_ARG(unicode::decode_utf8(text, tmp, &bad), "CLIP tokenizer: '", merges_path.string(),
-                    "' is not valid UTF-8 (byte offset ", bad, ")");
+    BGEVL_CHECK_ARG(unicode::decode_utf8(text, tmp, &bad), "CLIP tokenizer: '",
+                    merges_path.string(), "' is not valid UTF-8 (byte offset ", bad, ")");
   }
   // Python text mode turns \r\n and \r into \n.
   std::string lines_text;
@@ -594,7 +600,7 @@ std::unique_ptr<ClipTokenizer::Impl> ClipTokenizer::Impl::build(const fs::path& 
       BGEVL_CHECK_ARG(ia != impl->vocab.end() && ib != impl->vocab.end() && im != impl->vocab.end(),
                       "CLIP tokenizer: '", merges_path.string(), "' line ", line_no + 1,
                       ": merge '", std::string(line), "' uses a token that is not in vocab.json ('",
-                      ia == impl->vocab.end() ? std::string(parts[0])
+                      ia == impl->vocab.end()   ? std::string(parts[0])
                       : ib == impl->vocab.end() ? std::string(parts[1])
                                                 : merged,
                       "')");
@@ -684,8 +690,10 @@ std::vector<int64_t> ClipTokenizer::encode(const std::string& text) const {
 TokenBatch ClipTokenizer::encode_batch(const std::vector<std::string>& texts, bool truncate,
                                        int64_t max_length) const {
   BGEVL_CHECK_ARG(!texts.empty(), "CLIP tokenizer: encode_batch needs at least one text, got none");
-  BGEVL_CHECK_ARG(max_length >= 2, "CLIP tokenizer: max_length must be at least 2 (room for the "
-                  "begin and end tokens), got ", max_length);
+  BGEVL_CHECK_ARG(max_length >= 2,
+                  "CLIP tokenizer: max_length must be at least 2 (room for the "
+                  "begin and end tokens), got ",
+                  max_length);
   std::vector<std::vector<int64_t>> rows;
   rows.reserve(texts.size());
   std::size_t longest = 0;

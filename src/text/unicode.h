@@ -19,8 +19,8 @@ void append_utf8(std::string& out, char32_t c);
 // True when every byte is below 0x80.
 bool is_ascii(std::string_view s);
 
-// NFC of well-formed UTF-8 as the reference computes it: with Unicode 9.0 data (code points assigned
-// later are left alone and normalization does not cross them). ICU does the work.
+// NFC of well-formed UTF-8 as the reference computes it: with Unicode 9.0 data (code points
+// assigned later are left alone and normalization does not cross them). ICU does the work.
 std::string nfc(std::string_view s);
 
 // Oniguruma's \s in a UTF-8 regex: the Unicode White_Space property
@@ -32,7 +32,8 @@ inline bool is_space(char32_t c) {
          c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-// General category L (Lu Ll Lt Lm Lo) and N (Nd Nl No), as Oniguruma 6.9.10 (Unicode 16.0) has them.
+// General category L (Lu Ll Lt Lm Lo) and N (Nd Nl No), as Oniguruma 6.9.10 (Unicode 16.0) has
+// them.
 bool is_letter(char32_t c);
 bool is_number(char32_t c);
 

@@ -2,7 +2,6 @@
 // written by tests/reference/gen_clip_tokenizer_parity.mjs (needs the shared CLIP vocabulary),
 // plus batching, errors and the BPE details on small vocabularies written here.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,13 +33,13 @@ bool have_clip_vocab() {
          fs::is_regular_file(clip_dir() + "/merges.txt");
 }
 
-#define SKIP_WITHOUT_CLIP_VOCAB()                                                       \
-  do {                                                                                  \
-    if (!have_clip_vocab()) {                                                           \
-      GTEST_SKIP() << "the shared CLIP vocabulary is not here (" << clip_dir()          \
+#define SKIP_WITHOUT_CLIP_VOCAB()                                                        \
+  do {                                                                                   \
+    if (!have_clip_vocab()) {                                                            \
+      GTEST_SKIP() << "the shared CLIP vocabulary is not here (" << clip_dir()           \
                    << "/vocab.json, merges.txt): it lives in ../shared/data beside the " \
-                      "checkout, which only CI and the developers have";                \
-    }                                                                                   \
+                      "checkout, which only CI and the developers have";                 \
+    }                                                                                    \
   } while (0)
 
 const ClipTokenizer& clip() {
@@ -108,7 +107,8 @@ TEST(ClipTokenizerParity, MatchesHuggingFaceFastTokenizerOnEveryFixtureCase) {
     if (got != expected) {
       ++mismatches;
       ADD_FAILURE() << "ids differ for text " << nlohmann::json(text).dump() << ": got "
-                    << nlohmann::json(got).dump() << ", expected " << nlohmann::json(expected).dump();
+                    << nlohmann::json(got).dump() << ", expected "
+                    << nlohmann::json(expected).dump();
     }
     if (expected.size() > 77) ++longer_than_77;
   }
@@ -137,7 +137,8 @@ TEST(ClipTokenizerParity, BatchOfFixtureCasesEqualsSingleEncodes) {
                              batch.input_ids.begin() + r * 77 + static_cast<int64_t>(want.size()));
     EXPECT_EQ(got, want) << "row " << r;
     for (std::size_t k = 0; k < 77; ++k) {
-      EXPECT_EQ(batch.attention_mask[r * 77 + k], k < want.size() ? 1 : 0) << "row " << r << " col " << k;
+      EXPECT_EQ(batch.attention_mask[r * 77 + k], k < want.size() ? 1 : 0)
+          << "row " << r << " col " << k;
       if (k >= want.size()) EXPECT_EQ(batch.input_ids[r * 77 + k], kEos);
     }
   }
@@ -185,9 +186,9 @@ TEST(ClipTokenizer, BatchPadsOnTheRightWithMask) {
   ASSERT_EQ(dog.size(), 4u);
   const std::vector<int64_t> ids(b.input_ids.begin(), b.input_ids.end());
   const std::vector<int64_t> mask(b.attention_mask.begin(), b.attention_mask.end());
-  EXPECT_EQ(ids, (std::vector<int64_t>{49406, 320, 1125, 539, 320, 2368, 49407,  //
-                                       49406, dog[1], dog[2], 49407, kEos, kEos, kEos,  //
-                                       49406, 49407, kEos, kEos, kEos, kEos, kEos}));
+  EXPECT_EQ(ids, (std::vector<int64_t>{49406, 320,    1125,   539,   320,  2368, 49407,  //
+                                       49406, dog[1], dog[2], 49407, kEos, kEos, kEos,   //
+                                       49406, 49407,  kEos,   kEos,  kEos, kEos, kEos}));
   EXPECT_EQ(mask, (std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1,  //
                                         1, 1, 1, 1, 0, 0, 0,  //
                                         1, 1, 0, 0, 0, 0, 0}));
@@ -323,7 +324,8 @@ TEST(ClipTokenizerTiny, FirstLineOfMergesIsAlwaysAHeader) {
 
 TEST(ClipTokenizerTiny, SpecialTokensFromConfigFiles) {
   TempDir dir;
-  dir.file("vocab.json", R"({"a": 5, "a</w>": 6, "<s>": 100, "</s>": 101, "<pad>": 102, "<|endoftext|>": 7})");
+  dir.file("vocab.json",
+           R"({"a": 5, "a</w>": 6, "<s>": 100, "</s>": 101, "<pad>": 102, "<|endoftext|>": 7})");
   dir.file("merges.txt", "#version: 0.2\n");
   dir.file("tokenizer_config.json",
            R"({"bos_token": "<s>", "eos_token": {"content": "</s>", "normalized": false},
@@ -332,7 +334,8 @@ TEST(ClipTokenizerTiny, SpecialTokensFromConfigFiles) {
                                                 "lstrip": false, "rstrip": false,
                                                 "single_word": false, "special": true}}})");
   // special_tokens_map.json wins over tokenizer_config.json.
-  dir.file("special_tokens_map.json", R"({"pad_token": {"content": "<pad>", "normalized": false}})");
+  dir.file("special_tokens_map.json",
+           R"({"pad_token": {"content": "<pad>", "normalized": false}})");
   const ClipTokenizer tok = ClipTokenizer::from_dir(dir.str());
   EXPECT_EQ(tok.bos_id(), 100);
   EXPECT_EQ(tok.eos_id(), 101);
@@ -353,7 +356,8 @@ TEST(ClipTokenizerErrors, MissingFilesAreFileNotFound) {
   TempDir dir;
   const std::string vocab = dir.file("vocab.json", kTinyVocab);
   const std::string merges = dir.file("merges.txt", "#version: 0.2\na b\n");
-  EXPECT_THROW(ClipTokenizer::from_files(dir.str() + "/nope.json", merges), bgevl::FileNotFoundError);
+  EXPECT_THROW(ClipTokenizer::from_files(dir.str() + "/nope.json", merges),
+               bgevl::FileNotFoundError);
   EXPECT_THROW(ClipTokenizer::from_files(vocab, dir.str() + "/nope.txt"), bgevl::FileNotFoundError);
   EXPECT_THROW(ClipTokenizer::from_dir(dir.str() + "/no_such_folder"), bgevl::FileNotFoundError);
   const std::string msg =
@@ -370,9 +374,9 @@ TEST(ClipTokenizerErrors, MissingFilesAreFileNotFound) {
 TEST(ClipTokenizerErrors, CorruptVocabIsInvalidArgument) {
   TempDir dir;
   const std::string merges = dir.file("merges.txt", "#version: 0.2\na b\n");
-  for (const std::string bad : {std::string("{\"a\": 0, "), std::string("[1, 2, 3]"),
-                                std::string("{\"a\": \"zero\"}"), std::string("{\"a\": -1}"),
-                                std::string("{}"), std::string("")}) {
+  for (const std::string bad :
+       {std::string("{\"a\": 0, "), std::string("[1, 2, 3]"), std::string("{\"a\": \"zero\"}"),
+        std::string("{\"a\": -1}"), std::string("{}"), std::string("")}) {
     const std::string vocab = dir.file("vocab.json", bad);
     EXPECT_THROW(ClipTokenizer::from_files(vocab, merges), bgevl::InvalidArgumentError) << bad;
     const std::string msg = message_of([&] { ClipTokenizer::from_files(vocab, merges); });
@@ -392,12 +396,11 @@ TEST(ClipTokenizerErrors, CorruptMergesIsInvalidArgument) {
     const char* merges;
     const char* expect_in_message;
   };
-  for (const Case& c : {Case{"#version: 0.2\na b c\n", "line 2"},
-                        Case{"#version: 0.2\na b\nlonely\n", "line 3"},
-                        Case{"#version: 0.2\na z\n", "'z'"},
-                        Case{"#version: 0.2\nb a\n", "'ba'"},
-                        Case{"#version: 0.2\na b\n\nab c</w>\n", "line 3"},
-                        Case{"#version: 0.2\n\xff\xfe b\n", "UTF-8"}}) {
+  for (const Case& c :
+       {Case{"#version: 0.2\na b c\n", "line 2"}, Case{"#version: 0.2\na b\nlonely\n", "line 3"},
+        Case{"#version: 0.2\na z\n", "'z'"}, Case{"#version: 0.2\nb a\n", "'ba'"},
+        Case{"#version: 0.2\na b\n\nab c</w>\n", "line 3"},
+        Case{"#version: 0.2\n\xff\xfe b\n", "UTF-8"}}) {
     const std::string merges = dir.file("merges.txt", c.merges);
     EXPECT_THROW(ClipTokenizer::from_files(vocab, merges), bgevl::InvalidArgumentError) << c.merges;
     const std::string msg = message_of([&] { ClipTokenizer::from_files(vocab, merges); });
