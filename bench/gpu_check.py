@@ -70,7 +70,7 @@ def throughput():
     tmp = tempfile.mkdtemp()
     ckpt = os.path.join(tmp, "base")
     bench_clip.make_checkpoint(ckpt)
-    files = bench_clip.image_files()
+    files = bench_clip.image_files(os.path.join(tmp, "images"))
     n_img, n_txt, batch = 512, 2048, 64
     paths = (files * (n_img // len(files) + 1))[:n_img]
     texts = (bench_clip.CAPTIONS * (n_txt // len(bench_clip.CAPTIONS) + 1))[:n_txt]

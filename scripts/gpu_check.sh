@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
 t0=$(date +%s)
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DBGEVL_WITH_OPENCV=OFF -DBGEVL_BUILD_TESTS=OFF \
-  -DBGEVL_USE_PCH=ON -DPython3_EXECUTABLE="$PY" -DICU_ROOT=$DEPS/usr \
+  -DBGEVL_USE_PCH=ON -DPython_EXECUTABLE="$PY" -DICU_ROOT=$DEPS/usr \
   -DCMAKE_PREFIX_PATH="$TORCH_CMAKE;$PYBIND_CMAKE;$DEPS/usr/share/cmake" > "$OUT/cmake.log" 2>&1 \
   || { tail -30 "$OUT/cmake.log"; exit 1; }
 cmake --build build-gpu -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m20 -A5 error "$OUT/build.log"; exit 1; }

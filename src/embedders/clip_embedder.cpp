@@ -49,6 +49,7 @@ struct ClipEmbedder::Impl {
 ClipEmbedder::ClipEmbedder(const std::string& path_or_id, const LoadOptions& options)
     : impl_(std::make_unique<Impl>()) {
   detail::configure_threads(options.num_threads);
+  if (options.tune_cpu_allocator && options.device.is_cpu()) detail::tune_cpu_allocator();
   BGEVL_CHECK_ARG(options.dtype == torch::kFloat32 || options.dtype == torch::kFloat16 ||
                       options.dtype == torch::kBFloat16,
                   "dtype must be float32, float16 or bfloat16, got ", options.dtype);

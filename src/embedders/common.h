@@ -14,6 +14,9 @@ namespace bgevl::detail {
 // Sets libtorch's intra-op threads (0: every core) once per process or on change.
 void configure_threads(int num_threads);
 
+// glibc: large blocks stay in the heap once freed (see LoadOptions::tune_cpu_allocator).
+void tune_cpu_allocator();
+
 // Decodes one input as PIL would open it (mode kept; no RGB conversion yet).
 vision::Image decode_input(const ImageInput& in);
 

@@ -27,8 +27,9 @@ torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   auto v = v_proj->forward(x).view({B, L, heads_, head_dim_}).transpose(1, 2);
   torch::Tensor out;
 #if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1)
-  out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? mask : torch::Tensor(), 0.0,
-                                         false, /*scale=*/1.0);
+  c10::optional<at::Tensor> m;
+  if (mask.defined()) m = mask;
+  out = at::scaled_dot_product_attention(q, k, v, m, 0.0, false, /*scale=*/1.0);
 #else
   auto w = torch::matmul(q, k.transpose(-1, -2));
   if (mask.defined()) w = w + mask;

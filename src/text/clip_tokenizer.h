@@ -7,15 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace bgevl::text {
+#include "text/token_batch.h"
 
-// A batch padded on the right to its longest row.
-struct TokenBatch {
-  int64_t rows = 0;
-  int64_t length = 0;                 // columns: the longest row
-  std::vector<int64_t> input_ids;     // rows * length, row-major
-  std::vector<int64_t> attention_mask;  // rows * length, 1 for real tokens, 0 for padding
-};
+namespace bgevl::text {
 
 class ClipTokenizer {
  public:

@@ -247,3 +247,43 @@ def test_model_card_example_runs():
                          capture_output=True, text=True, cwd="/")
     assert res.returncode == 0, res.stderr
     assert "scores (query @ candidates.T)" in res.stdout
+
+
+MODEL_CARD = '''
+import torch
+import bgevl
+
+MODEL_NAME = "{model}"
+
+model = bgevl.AutoModel.from_pretrained(MODEL_NAME, trust_remote_code=True) # You must set trust_remote_code=True
+model.set_processor(MODEL_NAME)
+model.eval()
+
+with torch.no_grad():
+    query = model.encode(
+        images = "./assets/cir_query.png",
+        text = "Make the background dark, as if the camera has taken the photo at night"
+    )
+
+    candidates = model.encode(
+        images = ["./assets/cir_candi_1.png", "./assets/cir_candi_2.png"]
+    )
+
+    scores = query @ candidates.T
+print(scores)
+'''
+
+
+def test_model_card_snippet_verbatim(tmp_path):
+    """The BGE-VL-CLIP model card's code, changed only in its import, on the bundled model."""
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    imgs = os.path.join(ROOT, "models", "images")
+    Image.open(os.path.join(imgs, "query_cat.jpg")).save(assets / "cir_query.png")
+    Image.open(os.path.join(imgs, "candidate_cat_night.jpg")).save(assets / "cir_candi_1.png")
+    Image.open(os.path.join(imgs, "candidate_coffee.jpg")).save(assets / "cir_candi_2.png")
+    script = tmp_path / "card.py"
+    script.write_text(MODEL_CARD.format(model=os.path.join(ROOT, "models", "bgevl-tiny-clip")))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("tensor([[") and res.stdout.count(",") == 1, res.stdout
