@@ -3,6 +3,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,9 @@ namespace {
 const char* kUsage = R"(usage: bgevl encode --model DIR_OR_ID [--image PATH]... [--text STR]... --out FILE.npy [options]
        bgevl --version | --help
 
-Encodes images, texts, or composed (image, text) pairs with a BGE-VL-CLIP model and writes the
-L2-normalised embeddings as a float32 [N, D] .npy file (numpy.load reads it).
+Encodes images, texts, or composed (image, text) pairs with a BGE-VL model (CLIP or MLLM, told
+apart by its config.json) and writes the L2-normalised embeddings as a float32 [N, D] .npy file
+(numpy.load reads it).
 
   --model DIR_OR_ID   checkpoint folder, or a hub id (BAAI/BGE-VL-base) in the local HF cache
   --image PATH        an image file (repeatable): JPEG, PNG, BMP, WebP, TIFF
@@ -25,7 +27,10 @@ L2-normalised embeddings as a float32 [N, D] .npy file (numpy.load reads it).
   --dtype T           float32 (default), float16, bfloat16
   --batch-size N      inputs per forward pass (default 32)
   --threads N         CPU threads (default: every core)
-  --truncate          cut texts longer than 77 tokens instead of failing
+  --truncate          CLIP: cut texts longer than 77 tokens instead of failing
+  --q-or-c Q          MLLM: q (query) or c (candidate, the default) prompt
+  --instruction STR   MLLM: the query's task instruction; "cir" stands for the model card's
+                      composed-image-retrieval instruction
   --quiet             no progress on stderr
 
 Exit status: 0 on success, 2 on a usage error, 1 on any other error (message on stderr).
@@ -61,6 +66,8 @@ int encode(int argc, char** argv) {
   bgevl::EncodeOptions eo;
   int threads = 0;
   bool quiet = false;
+  std::string q_or_c = "c";
+  std::optional<std::string> instruction;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -86,6 +93,8 @@ int encode(int argc, char** argv) {
     else if (a == "--batch-size") eo.batch_size = number(value());
     else if (a == "--threads") threads = static_cast<int>(number(value()));
     else if (a == "--truncate") eo.truncate = true;
+    else if (a == "--q-or-c") q_or_c = value();
+    else if (a == "--instruction") instruction = value();
     else if (a == "--quiet") quiet = true;
     else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
@@ -109,8 +118,16 @@ int encode(int argc, char** argv) {
                    static_cast<long long>(total));
       if (done == total) std::fputc('\n', stderr);
     };
-  bgevl::ClipEmbedder embedder(model, lo);
-  torch::Tensor emb = embedder.encode(images, texts, eo);
+  torch::Tensor emb;
+  if (bgevl::model_family(model) == bgevl::ModelFamily::Clip) {
+    if (instruction || q_or_c != "c")
+      throw UsageError("--q-or-c and --instruction are for BGE-VL-MLLM models");
+    emb = bgevl::ClipEmbedder(model, lo).encode(images, texts, eo);
+  } else {
+    if (instruction && *instruction == "cir")
+      instruction = bgevl::MllmEmbedder::kComposedRetrievalInstruction;
+    emb = bgevl::MllmEmbedder(model, lo).encode(images, texts, q_or_c, instruction, eo);
+  }
   write_npy(out, emb);
   std::cout << "wrote embeddings of shape [" << emb.size(0) << ", " << emb.size(1) << "] to " << out
             << "\n";

@@ -3,10 +3,13 @@
 # device machine): build bgevl against that libtorch (no OpenCV there: images go in as PIL
 # pixels), then run bench/gpu_check.py (CUDA vs CPU vs the transformers fixtures, throughput).
 #   bash scripts/make_gpu_deps.sh          # here, once: ICU + nlohmann-json for that machine
-#   bash scripts/gpu_check.sh [OUT_DIR]    # there (device tool: carry .devdeps)
+#   bash scripts/gpu_check.sh [OUT_DIR] [clip] [mllm]   # there (device tool: carry .devdeps);
+#                                                    # mllm needs .devdeps/tokenizer.model
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/bgevl-gpu}}
+shift || true
+CHECKS=${*:-clip mllm}
 mkdir -p "$OUT"
 DEPS=/tmp/bgevl-deps
 mkdir -p $DEPS && tar -C $DEPS -xJf .devdeps/gpu-deps.tar.xz
@@ -23,4 +26,10 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DBGEVL_WITH_OPENCV=OFF -DBGE
   || { tail -30 "$OUT/cmake.log"; exit 1; }
 cmake --build build-gpu -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m20 -A5 error "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/gpu.txt"
-PYTHONPATH=build-gpu/python PYTHONUNBUFFERED=1 $PY bench/gpu_check.py 2>&1 | tee "$OUT/gpu_check.md"
+export PYTHONPATH=$PWD/build-gpu/python PYTHONUNBUFFERED=1 BGEVL_TOKENIZER_MODEL=$PWD/.devdeps/tokenizer.model
+for c in $CHECKS; do
+  case $c in
+    clip) $PY bench/gpu_check.py 2>&1 | tee "$OUT/gpu_check.md" ;;
+    mllm) $PY bench/gpu_check_mllm.py 2>&1 | tee "$OUT/gpu_check_mllm.md" ;;
+  esac
+done

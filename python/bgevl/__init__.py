@@ -1,5 +1,7 @@
 """bgevl: BGE-VL multimodal embeddings on libtorch, with the transformers model-card API.
 
+BGE-VL-CLIP (BGE-VL-base, BGE-VL-large):
+
     import bgevl, torch
     model = bgevl.AutoModel.from_pretrained("BAAI/BGE-VL-base")   # or a checkpoint folder
     model.set_processor("BAAI/BGE-VL-base"); model.eval()
@@ -7,6 +9,9 @@
         q = model.encode(images="q.png", text="make the background dark")
         c = model.encode(images=["a.png", "b.png"])
     scores = q @ c.T
+
+BGE-VL-MLLM (BGE-VL-MLLM-S1/S2, BGE-VL-v1.5): `model.data_process(...)` then
+`model(**inputs, output_hidden_states=True)[:, -1, :]`, or `model.encode(..., q_or_c=...)`.
 """
 import os
 
@@ -15,10 +20,11 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 from . import _C
 from ._inputs import BgevlTypeError
 from .clip import BatchEncoding, CLIPModel, CLIPProcessor
+from .mllm import COMPOSED_RETRIEVAL_INSTRUCTION, MLLMModel
 
 __version__ = _C.__version__
-__all__ = ["AutoModel", "CLIPModel", "CLIPProcessor", "BatchEncoding", "BgevlTypeError",
-           "__version__"]
+__all__ = ["AutoModel", "CLIPModel", "CLIPProcessor", "MLLMModel", "BatchEncoding",
+           "BgevlTypeError", "COMPOSED_RETRIEVAL_INSTRUCTION", "__version__"]
 
 
 class AutoModel:
@@ -34,9 +40,6 @@ class AutoModel:
         path = os.fspath(pretrained_model_name_or_path)
         dtype = dtype if dtype is not None else torch_dtype
         kind = _C.model_kind(path, revision)  # FileNotFoundError / ValueError for bad folders
-        if kind == "llava_next":
-            raise NotImplementedError(
-                f"{path} is a BGE-VL-MLLM (LLaVA-NeXT) checkpoint; this bgevl build serves "
-                "BGE-VL-CLIP models only")
-        return CLIPModel(path, device=device, dtype=dtype, num_threads=num_threads,
-                         revision=revision, progress=progress)
+        cls = MLLMModel if kind == "llava_next" else CLIPModel
+        return cls(path, device=device, dtype=dtype, num_threads=num_threads, revision=revision,
+                   progress=progress)

@@ -2,8 +2,8 @@
 import torch
 
 from . import _C
-from ._inputs import (BgevlTypeError, _dtype_from_str, _to_device_str, _to_dtype_str, images as
-                      _images, texts as _texts)
+from ._inputs import _to_device_str, _to_dtype_str, images as _images, texts as _texts
+from ._model import _Model, _progress
 
 
 class BatchEncoding(dict):
@@ -44,7 +44,7 @@ class CLIPProcessor:
         return out
 
 
-class CLIPModel:
+class CLIPModel(_Model):
     """Returned by `bgevl.AutoModel.from_pretrained` for BGE-VL-base / BGE-VL-large checkpoints."""
 
     def __init__(self, path_or_id, device=None, dtype=None, num_threads=0, revision="main",
@@ -54,61 +54,9 @@ class CLIPModel:
                                      progress)
         self.processor = CLIPProcessor(self._core)
 
-    # --- transformers-like housekeeping -------------------------------------------------------
-    def set_processor(self, model_name):
-        self._core.set_processor(str(model_name))
-
-    def eval(self):
-        return self
-
-    def train(self, mode=True):
-        if mode:
-            raise ValueError("bgevl models are inference-only")
-        return self
-
-    def to(self, *args, **kwargs):
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        if kwargs:
-            raise BgevlTypeError(f"unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, torch.dtype):
-                dtype = a
-            else:
-                device = a
-        self._core.to(_to_device_str(device) or self._core.device,
-                      _to_dtype_str(dtype) or _to_dtype_str(self.dtype))
-        return self
-
-    def cuda(self, device=None):
-        return self.to("cuda" if device is None else _to_device_str(device if not isinstance(device, int) else device))
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def half(self):
-        return self.to(torch.float16)
-
-    def float(self):
-        return self.to(torch.float32)
-
-    def bfloat16(self):
-        return self.to(torch.bfloat16)
-
-    @property
-    def device(self):
-        return torch.device(self._core.device)
-
-    @property
-    def dtype(self):
-        return _dtype_from_str(self._core.dtype)
-
     @property
     def embedding_dim(self):
         return self._core.embedding_dim
-
-    @property
-    def name_or_path(self):
-        return self._core.model_dir
 
     # --- the model card's API ------------------------------------------------------------------
     def encode(self, images=None, text=None, batch_size=32, truncate=False, progress=None):
@@ -144,21 +92,3 @@ class CLIPModel:
     def __repr__(self):
         return (f"bgevl.CLIPModel({self._core.model_dir!r}, device={self._core.device}, "
                 f"dtype={self.dtype}, dim={self.embedding_dim})")
-
-
-def _progress(progress):
-    if progress is None or progress is False:
-        return None
-    if callable(progress):
-        return progress
-    if progress is True:
-        import sys
-
-        def report(done, total):
-            sys.stderr.write(f"\rencoded {done}/{total}")
-            if done == total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-        return report
-    raise BgevlTypeError("progress must be None, a bool or a callable(done, total)")

@@ -5,8 +5,6 @@
 #include <torch/extension.h>
 
 #include "bgevl/bgevl.h"
-#include "io/config.h"
-#include "io/model_dir.h"
 
 namespace py = pybind11;
 using namespace bgevl;
@@ -65,9 +63,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "model_kind",
       [](const std::string& path_or_id, const std::string& revision) {
-        const auto dir = io::resolve_model_dir(path_or_id, revision);
-        return io::detect_model_kind(dir + "/config.json") == io::ModelKind::Clip ? "clip"
-                                                                                   : "llava_next";
+        return model_family(path_or_id, revision) == ModelFamily::Clip ? "clip" : "llava_next";
       },
       py::arg("path_or_id"), py::arg("revision") = "main",
       "The model family of a checkpoint folder or cached hub id: 'clip' or 'llava_next'.");
@@ -134,4 +130,68 @@ PYBIND11_MODULE(_C, m) {
                              [](const ClipEmbedder& s) { return std::string(c10::toString(s.dtype())); })
       .def_property_readonly("embedding_dim", &ClipEmbedder::embedding_dim)
       .def_property_readonly("model_dir", &ClipEmbedder::model_dir);
+
+  py::class_<MllmEmbedder>(m, "MllmEmbedder")
+      .def(py::init([](const std::string& path, const std::string& device, const std::string& dtype,
+                       int num_threads, const std::string& revision, py::object progress) {
+             auto opts = load_options(device, dtype, num_threads, revision, std::move(progress));
+             py::gil_scoped_release nogil;
+             return std::make_unique<MllmEmbedder>(path, opts);
+           }),
+           py::arg("path_or_id"), py::arg("device") = "cpu", py::arg("dtype") = "float32",
+           py::arg("num_threads") = 0, py::arg("revision") = "main", py::arg("progress") = py::none())
+      .def("set_processor", &MllmEmbedder::set_processor, py::arg("path_or_id"),
+           py::call_guard<py::gil_scoped_release>())
+      .def_static(
+          "prompt",
+          [](std::optional<std::string> text, bool has_image, const std::string& q_or_c,
+             std::optional<std::string> instruction) {
+            return MllmEmbedder::prompt(text ? &*text : nullptr, has_image, q_or_c, instruction);
+          },
+          py::arg("text"), py::arg("has_image"), py::arg("q_or_c"), py::arg("task_instruction"))
+      .def(
+          "data_process",
+          [](const MllmEmbedder& self, const std::vector<ImageInput>& images,
+             const std::vector<std::string>& texts, const std::string& q_or_c,
+             std::optional<std::string> instruction) {
+            py::gil_scoped_release nogil;
+            auto in = self.data_process(images, texts, q_or_c, instruction);
+            return std::make_tuple(in.input_ids, in.attention_mask, in.pixel_values, in.image_sizes);
+          },
+          py::arg("images"), py::arg("texts"), py::arg("q_or_c"), py::arg("task_instruction"))
+      .def(
+          "forward",
+          [](const MllmEmbedder& self, torch::Tensor ids, torch::Tensor mask, torch::Tensor px,
+             torch::Tensor sizes) {
+            py::gil_scoped_release nogil;
+            return self.forward({ids, mask, px, sizes});
+          },
+          py::arg("input_ids"), py::arg("attention_mask"), py::arg("pixel_values"),
+          py::arg("image_sizes"))
+      .def(
+          "encode",
+          [](const MllmEmbedder& self, const std::vector<ImageInput>& images,
+             const std::vector<std::string>& texts, const std::string& q_or_c,
+             std::optional<std::string> instruction, int64_t batch_size, py::object progress) {
+            auto opts = encode_options(batch_size, false, std::move(progress));
+            py::gil_scoped_release nogil;
+            return self.encode(images, texts, q_or_c, instruction, opts);
+          },
+          py::arg("images"), py::arg("texts"), py::arg("q_or_c"), py::arg("task_instruction"),
+          py::arg("batch_size") = 8, py::arg("progress") = py::none())
+      .def(
+          "to",
+          [](MllmEmbedder& self, const std::string& device, const std::string& dtype) {
+            auto d = parse_device(device);
+            auto t = parse_dtype(dtype);
+            py::gil_scoped_release nogil;
+            self.to(d, t);
+          },
+          py::arg("device"), py::arg("dtype"))
+      .def_property_readonly("device", [](const MllmEmbedder& s) { return s.device().str(); })
+      .def_property_readonly("dtype",
+                             [](const MllmEmbedder& s) { return std::string(c10::toString(s.dtype())); })
+      .def_property_readonly("hidden_size", &MllmEmbedder::hidden_size)
+      .def_property_readonly("model_dir", &MllmEmbedder::model_dir);
+  m.attr("COMPOSED_RETRIEVAL_INSTRUCTION") = MllmEmbedder::kComposedRetrievalInstruction;
 }

@@ -11,10 +11,18 @@
 
 #include "bgevl/bgevl.h"
 #include "bgevl/errors.h"
+#include "io/config.h"
+#include "io/model_dir.h"
 
 namespace bgevl {
 
 const char* version() { return "0.1.0"; }
+
+ModelFamily model_family(const std::string& path_or_id, const std::string& revision) {
+  const auto dir = io::resolve_model_dir(path_or_id, revision);
+  return io::detect_model_kind(dir + "/config.json") == io::ModelKind::Clip ? ModelFamily::Clip
+                                                                           : ModelFamily::Mllm;
+}
 
 torch::Device parse_device(const std::string& name) {
   try {

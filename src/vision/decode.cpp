@@ -214,8 +214,8 @@ cv::Mat cv_decode(const uint8_t* data, size_t size) {
   }
 }
 
-// 16-bit samples as PIL reads them: colour and alpha keep the high byte; a lone grey channel
-// opens as a 32-bit integer mode whose conversion to L/RGB clamps to 0..255.
+// 16-bit samples as PIL reads them: colour and alpha keep the high byte ("RGB;16B" and friends);
+// a lone grey channel opens as mode "I" whose conversion to L/RGB clamps to 0..255.
 cv::Mat to_8bit(const cv::Mat& m, bool grey_clamps, const std::string& name) {
   if (m.depth() == CV_8U) return m;
   if (m.depth() != CV_16U)
@@ -328,7 +328,8 @@ constexpr int kAdam7YStart[7] = {0, 0, 4, 0, 2, 0, 1};
 constexpr int kAdam7YStep[7] = {8, 8, 8, 4, 4, 2, 2};
 
 uint64_t adam7_count(uint64_t size, int start, int step) {
-  return size > uint64_t(start) ? (size - uint64_t(start) + uint64_t(step) - 1) / uint64_t(step) : 0;
+  return size > uint64_t(start) ? (size - uint64_t(start) + uint64_t(step) - 1) / uint64_t(step)
+                                : 0;
 }
 
 bool png_type_is(const uint8_t* type, const char* t) { return std::memcmp(type, t, 4) == 0; }
@@ -343,13 +344,16 @@ bool png_is_cid(const uint8_t* t) {
   return true;
 }
 
-std::string png_type_name(const uint8_t* t) { return std::string(reinterpret_cast<const char*>(t), 4); }
+std::string png_type_name(const uint8_t* t) {
+  return std::string(reinterpret_cast<const char*>(t), 4);
+}
 
 // PngImagePlugin._MODES: the (bit depth, colour type) pairs PIL opens.
 bool png_pil_knows(int bit_depth, int colour_type) {
   switch (colour_type) {
     case 0:
-      return bit_depth == 1 || bit_depth == 2 || bit_depth == 4 || bit_depth == 8 || bit_depth == 16;
+      return bit_depth == 1 || bit_depth == 2 || bit_depth == 4 || bit_depth == 8 ||
+             bit_depth == 16;
     case 3:
       return bit_depth == 1 || bit_depth == 2 || bit_depth == 4 || bit_depth == 8;
     case 2:
@@ -646,7 +650,8 @@ PilZipEnd png_replay_pil_inflate(const PngSegment* segs, size_t n_segs, uint64_t
                                  uint64_t height, int bits_per_pixel, bool interlaced) {
   PilZipEnd end;
   auto row_len = [&](int pass) -> uint64_t {
-    const uint64_t n = interlaced ? adam7_count(width, kAdam7XStart[pass], kAdam7XStep[pass]) : width;
+    const uint64_t n =
+        interlaced ? adam7_count(width, kAdam7XStart[pass], kAdam7XStep[pass]) : width;
     return (n * uint64_t(bits_per_pixel) + 7) / 8;
   };
   z_stream zs;
@@ -787,7 +792,8 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
   }
   // The palette as Image.putpalette leaves it: the file's entries, then the grey ramp.
   uint8_t palette[3 * 256];
-  for (int i = 0; i < 256; ++i) palette[3 * i] = palette[3 * i + 1] = palette[3 * i + 2] = uint8_t(i);
+  for (int i = 0; i < 256; ++i)
+    palette[3 * i] = palette[3 * i + 1] = palette[3 * i + 2] = uint8_t(i);
   if (st.has_palette) {
     if (st.palette_size / 3 > 256) fail(name, "invalid palette size");
     std::memcpy(palette, st.palette, st.palette_size / 3 * 3);
@@ -840,8 +846,8 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
   size_t end_segment = run.done_segment;
   if (run.rows_done < run.rows_expected) {
     const int channels_in_file = ct == 0 || ct == 3 ? 1 : ct == 2 ? 3 : ct == 4 ? 2 : 4;
-    const PilZipEnd end =
-        png_replay_pil_inflate(segs.data(), segs.size(), tw, th, bd * channels_in_file, st.interlaced);
+    const PilZipEnd end = png_replay_pil_inflate(segs.data(), segs.size(), tw, th,
+                                                 bd * channels_in_file, st.interlaced);
     if (end.kind == PilZipEnd::Broken) fail(name, "corrupt PNG image data (" + end.why + ")");
     if (end.kind == PilZipEnd::Truncated) fail(name, "image file is truncated");
     if (end.rows != run.rows_done) fail(name, "corrupt PNG image data");

@@ -1,6 +1,7 @@
 // Image decoding, PIL-exact resampling/conversion and CLIP preprocessing (src/vision).
 // The expected values come from Pillow 9.4 via tests/reference/gen_vision_fixtures.py.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -384,6 +385,74 @@ TEST(VisionDecode, PngWithoutIendLoadsLikePil) {
   const Image a = decode_file(vision_fixture("rgb_noiend.png"));
   const Image b = decode_file(vision_fixture("rgb.png"));
   EXPECT_EQ(a.data, b.data);
+}
+
+// Files PIL 9.4 fails to open or load (tests/reference/gen_vision_fixtures.py checks that it does):
+// CRC errors before the image data, a chunk after it cut short, a chunk between IDATs, bad zlib
+// checksum or filter type, a zlib stream ending mid-row, malformed tRNS/PLTE, ...
+TEST(VisionDecode, PngFilesPilRejectsAreInvalidArgument) {
+  REQUIRE_DECODING();
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(vision_fixture(""))) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("bad_", 0) == 0 && e.path().extension() == ".png") names.push_back(n);
+  }
+  EXPECT_GE(names.size(), 11u);
+  for (const std::string& n : names) {
+    const std::string path = vision_fixture(n);
+    const std::string msg =
+        expect_throw_message<bgevl::InvalidArgumentError>([&] { decode_file(path); });
+    EXPECT_NE(msg.find(path), std::string::npos) << n << ": " << msg;
+    const auto bytes = read_file(path);
+    EXPECT_THROW(decode_bytes(bytes.data(), bytes.size(), n), bgevl::InvalidArgumentError) << n;
+  }
+}
+
+// libpng reports problems on stderr unless told otherwise ("libpng warning: iCCP: known incorrect
+// sRGB profile" for some of tests/fixtures/images, "libpng error: ..." for damaged files).
+TEST(VisionDecode, PngDecodingWritesNothingToStderr) {
+  REQUIRE_DECODING();
+  std::vector<std::string> paths;
+  for (const char* dir : {"vision", "images"}) {
+    const fs::path d = fs::path(BGEVL_FIXTURES_DIR) / dir;
+    if (!fs::is_directory(d)) continue;
+    for (const auto& e : fs::directory_iterator(d))
+      if (e.path().extension() == ".png") paths.push_back(e.path().string());
+  }
+  ASSERT_GE(paths.size(), 20u);
+  int good = 0;  // the files PIL loads
+  for (const std::string& p : paths) good += fs::path(p).filename().string().rfind("bad_", 0) != 0;
+  std::FILE* capture = std::tmpfile();
+  ASSERT_NE(capture, nullptr);
+  std::fflush(stderr);
+  const int saved = ::dup(2);
+  ASSERT_GE(saved, 0);
+  ::dup2(::fileno(capture), 2);
+  int decoded = 0;
+  for (const std::string& p : paths) {
+    std::vector<uint8_t> bytes = read_file(p);
+    std::vector<std::vector<uint8_t>> variants = {bytes};
+    variants.emplace_back(bytes.begin(), bytes.begin() + long(bytes.size() * 2 / 3));  // truncated
+    std::vector<uint8_t> damaged = bytes;  // a CRC or the image data damaged
+    for (size_t i = 29; i < damaged.size(); i += 97) damaged[i] ^= 0x20;
+    variants.push_back(damaged);
+    for (const auto& v : variants) {
+      try {
+        decode_bytes(v.data(), v.size(), p);
+        ++decoded;
+      } catch (const bgevl::InvalidArgumentError&) {
+      }
+    }
+  }
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  std::string printed;
+  std::rewind(capture);
+  for (int c; (c = std::fgetc(capture)) != EOF;) printed += char(c);
+  std::fclose(capture);
+  EXPECT_GE(decoded, good);
+  EXPECT_EQ(printed, "");
 }
 
 TEST(VisionDecode, MissingFileIsFileNotFound) {

@@ -181,13 +181,23 @@ def to_rgb_cases(w):
 # ---- sample files ------------------------------------------------------------------------------
 
 
-def png_bytes(w, h, color_type, bit_depth, rows, extra=b"", iend=True):
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+def chunk(t, d, crc=None):
+    """A PNG chunk; `crc` replaces the right checksum."""
+    if crc is None:
+        crc = zlib.crc32(t + d) & 0xFFFFFFFF
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", crc)
 
+
+def ihdr(w, h, color_type, bit_depth, interlace=0):
+    return chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, interlace))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bytes(w, h, color_type, bit_depth, rows, extra=b"", iend=True):
     raw = b"".join(b"\0" + r for r in rows)
-    s = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, color_type,
-                                                         0, 0, 0))
+    s = PNG_SIGNATURE + ihdr(w, h, color_type, bit_depth)
     s += extra + chunk(b"IDAT", zlib.compress(raw))
     if iend:
         s += chunk(b"IEND", b"")
@@ -265,7 +275,200 @@ def sample_files():
     # TIFF
     save("rgb.tif", small)
     save("l.tif", random_image("L", 13, 9))
+    png_variants(files)
     return files
+
+
+# ---- PNG variants written by hand --------------------------------------------------------------
+# PIL writes neither interlaced nor damaged PNGs; these are assembled here, from their own random
+# generator so that the files above stay byte-identical.
+
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2)]  # x0, y0, x step, y step of each pass
+
+
+def png_pack_row(samples, bit_depth):
+    """One row of samples (ints) in PNG's big-endian, MSB-first packing."""
+    samples = [int(v) for v in samples]
+    if bit_depth == 16:
+        return b"".join(struct.pack(">H", v) for v in samples)
+    if bit_depth == 8:
+        return bytes(samples)
+    per = 8 // bit_depth
+    samples += [0] * (-len(samples) % per)
+    out = bytearray()
+    for i in range(0, len(samples), per):
+        b = 0
+        for v in samples[i:i + per]:
+            b = (b << bit_depth) | v
+        out.append(b)
+    return bytes(out)
+
+
+def png_filter_rows(rows, bpp, first_filter):
+    """Filters rows with types cycling from first_filter (None, Sub, Up, Average, Paeth)."""
+    out = b""
+    prev = bytes(len(rows[0]))
+    for k, r in enumerate(rows):
+        f = (first_filter + k) % 5
+        o = bytearray()
+        for i, x in enumerate(r):
+            a = r[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+            paeth = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            o.append((x - [0, a, b, (a + b) // 2, paeth][f]) & 255)
+        out += bytes([f]) + bytes(o)
+        prev = r
+    return out
+
+
+def png_image_data(a, color_type, bit_depth, interlace):
+    """The uncompressed image data of an HxWxC array of samples, Adam7 passes if interlaced."""
+    bpp = max(1, PNG_CHANNELS[color_type] * bit_depth // 8)
+
+    def rows(sub):
+        return [png_pack_row(sub[y].reshape(-1), bit_depth) for y in range(sub.shape[0])]
+
+    if not interlace:
+        return png_filter_rows(rows(a), bpp, 0)
+    out = b""
+    for p, (x0, y0, dx, dy) in enumerate(ADAM7):
+        sub = a[y0::dy, x0::dx]
+        if sub.size:  # empty passes have no data
+            out += png_filter_rows(rows(sub), bpp, p)
+    return out
+
+
+def png_file(a, color_type, bit_depth, interlace=0, before=b"", idat=None, after=b"", iend=True):
+    h, w = a.shape[:2]
+    data = png_image_data(a, color_type, bit_depth, interlace)
+    if idat is None:
+        idat = chunk(b"IDAT", zlib.compress(data, 9))
+    s = PNG_SIGNATURE + ihdr(w, h, color_type, bit_depth, interlace) + before + idat + after
+    return s + (chunk(b"IEND", b"") if iend else b"")
+
+
+def with_bad_crc(data, chunk_type, nth=0):
+    """The file with the CRC of its nth chunk of that type changed."""
+    pos = 8
+    while True:
+        n = struct.unpack(">I", data[pos:pos + 4])[0]
+        if data[pos + 4:pos + 8] == chunk_type:
+            if nth == 0:
+                c = pos + 8 + n
+                return data[:c] + bytes([data[c] ^ 0x55]) + data[c + 1:]
+            nth -= 1
+        pos += 12 + n
+
+
+PNG_VARIANT_CHECKS = {}  # name -> what PIL must have done with it (checked in decode_cases)
+PNG_BAD = {}  # name -> bytes that PIL fails to open or load
+
+
+def png_variants(files):
+    prng = np.random.default_rng(20250611)
+
+    def samples(color_type, bit_depth, w, h):
+        return prng.integers(0, 1 << bit_depth, (h, w, PNG_CHANNELS[color_type]))
+
+    plte = chunk(b"PLTE", prng.integers(0, 256, 3 * 16, dtype=np.uint8).tobytes())
+    # Bit depths PIL did not write above.
+    l2 = samples(0, 2, 13, 9)
+    files["l2.png"] = png_file(l2, 0, 2)
+    PNG_VARIANT_CHECKS["l2.png"] = ("L", l2[:, :, 0] * 85)
+    for name, bits in [("p1.png", 1), ("p2.png", 2)]:
+        im = Image.fromarray(prng.integers(0, 1 << bits, (9, 13), dtype=np.uint8), "L").convert("P")
+        im.putpalette(prng.integers(0, 256, 3 << bits, dtype=np.uint8).tobytes())
+        b = io.BytesIO()
+        im.save(b, format="PNG")
+        files[name] = b.getvalue()
+        assert files[name][24] == bits, name
+    # A palette shorter than the indices used: PIL's missing entries are the grey ramp.
+    idx = samples(3, 2, 13, 9)
+    files["p_short_plte.png"] = png_file(idx, 3, 2, before=chunk(b"PLTE", bytes([200, 10, 60])))
+    PNG_VARIANT_CHECKS["p_short_plte.png"] = (
+        "P", np.where(idx == 0, np.array([200, 10, 60]), np.repeat(idx, 3, axis=2)))
+    # Transparency chunks PIL keeps aside: mode "1", "I" and "RGB" all the same.
+    files["one_trns.png"] = png_file(samples(0, 1, 13, 9), 0, 1, before=chunk(b"tRNS", b"\0\1"))
+    files["l16_trns.png"] = png_file(samples(0, 16, 13, 9) >> 8, 0, 16,
+                                     before=chunk(b"tRNS", b"\0\7"))
+    files["rgb16_trns.png"] = png_file(samples(2, 16, 13, 9), 2, 16,
+                                       before=chunk(b"tRNS", bytes(range(6))))
+    # Interlaced (Adam7) files, every packing; tiny sizes have empty passes.
+    for name, ct, bd, w, h in [("il_rgb.png", 2, 8, 13, 9), ("il_rgba16.png", 6, 16, 13, 9),
+                               ("il_la.png", 4, 8, 13, 9), ("il_one.png", 0, 1, 13, 9),
+                               ("il_l4.png", 0, 4, 13, 9), ("il_p2.png", 3, 2, 13, 9),
+                               ("il_l16.png", 0, 16, 6, 5), ("il_l_3x2.png", 0, 8, 3, 2),
+                               ("il_rgb_1x1.png", 2, 8, 1, 1), ("il_p8_1x9.png", 3, 8, 1, 9)]:
+        a = samples(ct, bd, w, h)
+        if ct == 3:
+            a %= 16
+        if name == "il_l16.png":
+            a >>= 7  # mostly over 255: "I" clamps
+        before = plte if ct == 3 else b""
+        files[name] = png_file(a, ct, bd, interlace=1, before=before)
+        PNG_VARIANT_CHECKS[name] = ("interlaced", png_file(a, ct, bd, before=before))
+    # How PIL reads the chunks around the image data.
+    rgb = samples(2, 8, 13, 9)
+    z = zlib.compress(png_image_data(rgb, 2, 8, 0), 9)
+    after = chunk(b"tEXt", b"Comment\0after the image data")
+    good = png_file(rgb, 2, 8, before=chunk(b"tEXt", b"Comment\0before"), after=after)
+    files["rgb_crc_idat.png"] = with_bad_crc(good, b"IDAT")  # image data CRCs are not checked
+    files["rgb_crc_after.png"] = with_bad_crc(with_bad_crc(good, b"tEXt", 1), b"IEND")
+    cuts = [0, 17, 17, 60, len(z)]  # four IDAT chunks, one of them empty
+    files["rgb_split_idat.png"] = png_file(
+        rgb, 2, 8, idat=b"".join(chunk(b"IDAT", z[a:b]) for a, b in zip(cuts, cuts[1:])))
+    files["rgb_no_adler.png"] = png_file(rgb, 2, 8, idat=chunk(b"IDAT", z[:-4]))
+    files["rgb_cut_header.png"] = png_file(rgb, 2, 8, after=after, iend=False) + b"\0\0\0\0I"
+    files["rgb_unknown_critical.png"] = png_file(rgb, 2, 8, before=chunk(b"ABCD", b"skipped"))
+    for name in ["rgb_crc_idat.png", "rgb_crc_after.png", "rgb_split_idat.png", "rgb_no_adler.png",
+                 "rgb_cut_header.png", "rgb_unknown_critical.png"]:
+        PNG_VARIANT_CHECKS[name] = ("RGB", rgb)
+    # A zlib stream that ends after 5 of 9 rows: PIL leaves the other rows zero (palette index 0).
+    raw = png_image_data(rgb, 2, 8, 0)
+    files["rgb_short_rows.png"] = png_file(rgb, 2, 8, idat=chunk(b"IDAT", zlib.compress(
+        raw[:5 * (1 + 13 * 3)])))
+    PNG_VARIANT_CHECKS["rgb_short_rows.png"] = ("RGB", np.concatenate([rgb[:5], rgb[5:] * 0]))
+    idx = samples(3, 4, 13, 9) % 16
+    raw = png_image_data(idx, 3, 4, 0)
+    files["p_short_rows.png"] = png_file(idx, 3, 4, before=plte, idat=chunk(b"IDAT", zlib.compress(
+        raw[:4 * (1 + 7)])))
+    pal = np.frombuffer(plte[8:-4], np.uint8).reshape(-1, 3)
+    PNG_VARIANT_CHECKS["p_short_rows.png"] = ("P", np.concatenate([pal[idx[:4, :, 0]],
+                                                                   pal[idx[4:, :, 0] * 0]]))
+    # APNG: frame 0 is the IDAT image, drawn in its frame box; later frames are not read.
+    fctl = chunk(b"fcTL", struct.pack(">IIIIIHHBB", 0, 7, 4, 5, 3, 1, 10, 0, 0))
+    actl = chunk(b"acTL", struct.pack(">II", 2, 0))
+    box = samples(2, 8, 7, 4)
+    frame1 = chunk(b"fcTL", struct.pack(">IIIIIHHBB", 1, 13, 9, 0, 0, 1, 10, 0, 0))
+    frame1 += chunk(b"fdAT", struct.pack(">I", 2) + z)
+    files["apng_box.png"] = png_file(box, 2, 8, iend=False)
+    files["apng_box.png"] = (files["apng_box.png"][:8] + ihdr(13, 9, 2, 8) + actl + fctl +
+                             files["apng_box.png"][33:] + frame1[:-20])  # cut in frame 1
+    expect = np.zeros((9, 13, 3), np.int64)
+    expect[3:7, 5:12] = box
+    PNG_VARIANT_CHECKS["apng_box.png"] = ("RGB", expect)
+
+    # Files PIL fails on.
+    PNG_BAD["bad_crc_ihdr.png"] = with_bad_crc(good, b"IHDR")
+    PNG_BAD["bad_crc_text.png"] = with_bad_crc(good, b"tEXt")  # ancillary, before the image data
+    PNG_BAD["bad_chunk_type.png"] = png_file(rgb, 2, 8, before=chunk(b"t-XT", b""))
+    PNG_BAD["bad_no_idat.png"] = PNG_SIGNATURE + ihdr(13, 9, 2, 8) + chunk(b"IEND", b"")
+    PNG_BAD["bad_trns.png"] = png_file(l2, 0, 2, before=chunk(b"tRNS", b"\0"))
+    PNG_BAD["bad_palette_size.png"] = png_file(idx, 3, 4, before=chunk(b"PLTE", bytes(3 * 257)))
+    PNG_BAD["bad_idat_split_by_text.png"] = png_file(
+        rgb, 2, 8, idat=chunk(b"IDAT", z[:40]) + after + chunk(b"IDAT", z[40:]))
+    PNG_BAD["bad_trailing_chunk.png"] = png_file(rgb, 2, 8, after=after, iend=False)[:-10]
+    PNG_BAD["bad_adler.png"] = png_file(rgb, 2, 8, idat=chunk(b"IDAT", z[:-1] + bytes([z[-1] ^ 1])))
+    raw = bytearray(png_image_data(rgb, 2, 8, 0))
+    raw[3 * (1 + 13 * 3)] = 5
+    PNG_BAD["bad_filter.png"] = png_file(rgb, 2, 8, idat=chunk(b"IDAT", zlib.compress(bytes(raw))))
+    raw = png_image_data(rgb, 2, 8, 0)
+    PNG_BAD["bad_short_midrow.png"] = png_file(rgb, 2, 8, idat=chunk(b"IDAT", zlib.compress(
+        raw[:5 * (1 + 13 * 3) + 7])))
 
 
 def decode_cases(w, files):
@@ -286,6 +489,22 @@ def decode_cases(w, files):
     assert Image.open(io.BytesIO(files["exif6.jpg"])).getexif()[0x0112] == 6
     assert (np.asarray(Image.open(io.BytesIO(files["rgb_noiend.png"]))) ==
             np.asarray(Image.open(io.BytesIO(files["rgb.png"])))).all()
+    for name, (what, expect) in PNG_VARIANT_CHECKS.items():
+        im = Image.open(io.BytesIO(files[name]))
+        if what == "interlaced":  # the same pixels as the non-interlaced file
+            ref = Image.open(io.BytesIO(expect))
+            assert im.info.get("interlace") and im.mode == ref.mode, name
+            assert (np.asarray(im) == np.asarray(ref)).all(), name
+        else:
+            assert stored(im)[0] == what, name
+            assert (stored(im)[1] == np.asarray(expect).reshape(stored(im)[1].shape)).all(), name
+    for name, data in PNG_BAD.items():
+        try:
+            Image.open(io.BytesIO(data)).load()
+        except Exception:
+            pass
+        else:
+            raise AssertionError(f"PIL loaded {name}")
     for name in ["rgb.jpg", "rgb_prog.jpg", "rgb.png", "rgb.bmp", "rgb.tif"]:
         # truncated files fail in PIL (OSError: image file is truncated)
         try:
@@ -314,6 +533,10 @@ def main():
     d = Writer()
     decode_cases(d, files)
     d.save(os.path.join(OUT, "decode_cases.bin"))
+    # PNG files PIL fails on (test_vision.cpp expects an error for every bad_*.png).
+    for name, data in PNG_BAD.items():
+        with open(os.path.join(OUT, name), "wb") as f:
+            f.write(data)
 
 
 if __name__ == "__main__":
