@@ -75,7 +75,11 @@ def run_side(side, ckpt, dtype_name, n, threads, measure_only_load):
            "peak_rss_load_mib": peak, "rss_after_load_mib": rss_mib(), "weights_mib": weights_mib}
     if measure_only_load:
         return out
-    model.set_processor(ckpt)
+    try:
+        model.set_processor(ckpt)
+    except ImportError:  # no fast-tokenizer library in this environment: the slow one
+        from transformers import LlavaNextProcessor
+        model.processor = LlavaNextProcessor.from_pretrained(ckpt, use_fast=False)
     embs = []
     with torch.no_grad():
         t0 = time.perf_counter()

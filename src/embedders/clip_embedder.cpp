@@ -1,6 +1,8 @@
 #include "bgevl/clip_embedder.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <numeric>
 
 #include "bgevl/errors.h"
 #include "embedders/common.h"
@@ -48,17 +50,7 @@ struct ClipEmbedder::Impl {
 
 ClipEmbedder::ClipEmbedder(const std::string& path_or_id, const LoadOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  detail::configure_threads(options.num_threads);
-  if (options.tune_cpu_allocator && options.device.is_cpu()) detail::tune_cpu_allocator();
-  BGEVL_CHECK_ARG(options.dtype == torch::kFloat32 || options.dtype == torch::kFloat16 ||
-                      options.dtype == torch::kBFloat16,
-                  "dtype must be float32, float16 or bfloat16, got ", options.dtype);
-  impl_->dir = io::resolve_model_dir(path_or_id, options.revision);
-  const std::string cfg_path = (fs::path(impl_->dir) / "config.json").string();
-  BGEVL_CHECK(fs::exists(cfg_path), FileNotFoundError, "no config.json in ", impl_->dir);
-  BGEVL_CHECK_ARG(io::detect_model_kind(cfg_path) == io::ModelKind::Clip, cfg_path,
-                  " is not a BGE-VL-CLIP checkpoint (load LLaVA-NeXT checkpoints with the MLLM "
-                  "embedder or bgevl.AutoModel)");
+  const auto cfg_path = detail::prepare_load(path_or_id, options, io::ModelKind::Clip, &impl_->dir);
   impl_->config = io::load_clip_config(cfg_path);
   impl_->model = nn::ClipModel(impl_->config);
   const auto weights = io::WeightSet::open_dir(impl_->dir);
@@ -124,23 +116,37 @@ torch::Tensor ClipEmbedder::encode(const std::vector<ImageInput>& images,
   BGEVL_CHECK_ARG(options.batch_size > 0, "batch_size must be positive, got ", options.batch_size);
   c10::InferenceMode guard;
   const int64_t n = static_cast<int64_t>(std::max(images.size(), texts.size()));
+  // Long text lists are batched by token count (less padding), results put back in input order.
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  if (!texts.empty() && n > options.batch_size) {
+    std::vector<size_t> len(n);
+    for (int64_t i = 0; i < n; ++i) len[i] = impl_->tok().encode(texts[i]).size();
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return len[a] < len[b]; });
+  }
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < n; start += options.batch_size) {
     const int64_t end = std::min(n, start + options.batch_size);
     torch::Tensor feats;
     if (!texts.empty()) {
-      std::vector<std::string> chunk(texts.begin() + start, texts.begin() + end);
+      std::vector<std::string> chunk;
+      for (int64_t i = start; i < end; ++i) chunk.push_back(texts[order[i]]);
       feats = text_features(tokenize(chunk, options.truncate));
     }
     if (!images.empty()) {
-      std::vector<ImageInput> chunk(images.begin() + start, images.begin() + end);
+      std::vector<ImageInput> chunk;
+      for (int64_t i = start; i < end; ++i) chunk.push_back(images[order[i]]);
       auto f = image_features(pixel_values(chunk));
       feats = feats.defined() ? feats + f : f;  // composed: projected vectors summed
     }
     parts.push_back(detail::l2_normalize(feats));
     if (options.progress) options.progress(end, n);
   }
-  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  auto out = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  if (std::is_sorted(order.begin(), order.end())) return out;
+  auto index = torch::empty({n}, torch::kLong);
+  for (int64_t i = 0; i < n; ++i) index[order[i]] = i;  // row of input i in `out`
+  return out.index_select(0, index.to(out.device()));
 }
 
 torch::Tensor ClipEmbedder::encode_images(const std::vector<ImageInput>& images,
@@ -156,8 +162,7 @@ torch::Tensor ClipEmbedder::encode_texts(const std::vector<std::string>& texts,
 }
 
 void ClipEmbedder::to(const torch::Device& device, torch::ScalarType dtype) {
-  BGEVL_CHECK_ARG(dtype == torch::kFloat32 || dtype == torch::kFloat16 || dtype == torch::kBFloat16,
-                  "dtype must be float32, float16 or bfloat16, got ", dtype);
+  detail::check_model_dtype(dtype);
   impl_->model->to(device, dtype);
 }
 

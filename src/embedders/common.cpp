@@ -6,6 +6,7 @@
 #endif
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -68,6 +69,28 @@ void tune_cpu_allocator() {
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   });
 #endif
+}
+
+void check_model_dtype(torch::ScalarType dtype) {
+  BGEVL_CHECK_ARG(dtype == torch::kFloat32 || dtype == torch::kFloat16 || dtype == torch::kBFloat16,
+                  "dtype must be float32, float16 or bfloat16, got ", dtype);
+}
+
+std::string prepare_load(const std::string& path_or_id, const LoadOptions& options,
+                         io::ModelKind kind, std::string* model_dir) {
+  configure_threads(options.num_threads);
+  if (options.tune_cpu_allocator && options.device.is_cpu()) tune_cpu_allocator();
+  check_model_dtype(options.dtype);
+  *model_dir = io::resolve_model_dir(path_or_id, options.revision);
+  const std::string cfg = *model_dir + "/config.json";
+  BGEVL_CHECK(std::filesystem::exists(cfg), FileNotFoundError, "no config.json in ", *model_dir);
+  BGEVL_CHECK_ARG(io::detect_model_kind(cfg) == kind, cfg,
+                  kind == io::ModelKind::Clip
+                      ? " is not a BGE-VL-CLIP checkpoint (load LLaVA-NeXT checkpoints with "
+                        "MllmEmbedder or bgevl.AutoModel)"
+                      : " is not a BGE-VL-MLLM (LLaVA-NeXT) checkpoint (load CLIP checkpoints with "
+                        "ClipEmbedder or bgevl.AutoModel)");
+  return cfg;
 }
 
 vision::Image decode_input(const ImageInput& in) {

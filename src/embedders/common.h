@@ -7,6 +7,7 @@
 
 #include "bgevl/image_input.h"
 #include "bgevl/options.h"
+#include "io/config.h"
 #include "vision/image.h"
 
 namespace bgevl::detail {
@@ -16,6 +17,15 @@ void configure_threads(int num_threads);
 
 // glibc: large blocks stay in the heap once freed (see LoadOptions::tune_cpu_allocator).
 void tune_cpu_allocator();
+
+// What every embedder does before building its model: threads, allocator, dtype check, the
+// folder (hub cache resolved) and its config.json, which must describe a model of `kind`.
+// Returns the config.json path.
+std::string prepare_load(const std::string& path_or_id, const LoadOptions& options,
+                         io::ModelKind kind, std::string* model_dir);
+
+// The three dtypes the models run in; InvalidArgumentError otherwise.
+void check_model_dtype(torch::ScalarType dtype);
 
 // Decodes one input as PIL would open it (mode kept; no RGB conversion yet).
 vision::Image decode_input(const ImageInput& in);

@@ -52,17 +52,8 @@ struct MllmEmbedder::Impl {
 
 MllmEmbedder::MllmEmbedder(const std::string& path_or_id, const LoadOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  detail::configure_threads(options.num_threads);
-  if (options.tune_cpu_allocator && options.device.is_cpu()) detail::tune_cpu_allocator();
-  BGEVL_CHECK_ARG(options.dtype == torch::kFloat32 || options.dtype == torch::kFloat16 ||
-                      options.dtype == torch::kBFloat16,
-                  "dtype must be float32, float16 or bfloat16, got ", options.dtype);
-  impl_->dir = io::resolve_model_dir(path_or_id, options.revision);
-  const std::string cfg_path = (fs::path(impl_->dir) / "config.json").string();
-  BGEVL_CHECK(fs::exists(cfg_path), FileNotFoundError, "no config.json in ", impl_->dir);
-  BGEVL_CHECK_ARG(io::detect_model_kind(cfg_path) == io::ModelKind::LlavaNext, cfg_path,
-                  " is not a BGE-VL-MLLM (LLaVA-NeXT) checkpoint (load CLIP checkpoints with "
-                  "ClipEmbedder or bgevl.AutoModel)");
+  const auto cfg_path =
+      detail::prepare_load(path_or_id, options, io::ModelKind::LlavaNext, &impl_->dir);
   impl_->config = io::load_llava_next_config(cfg_path);
   impl_->model = nn::LlavaNext(impl_->config);
   const auto weights = io::WeightSet::open_dir(impl_->dir);
@@ -171,8 +162,7 @@ torch::Tensor MllmEmbedder::encode(const std::vector<ImageInput>& images,
 }
 
 void MllmEmbedder::to(const torch::Device& device, torch::ScalarType dtype) {
-  BGEVL_CHECK_ARG(dtype == torch::kFloat32 || dtype == torch::kFloat16 || dtype == torch::kBFloat16,
-                  "dtype must be float32, float16 or bfloat16, got ", dtype);
+  detail::check_model_dtype(dtype);
   impl_->model->to(device, dtype);
 }
 torch::Device MllmEmbedder::device() const { return impl_->model->image_newline.device(); }

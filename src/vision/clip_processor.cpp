@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bgevl/errors.h"
+#include "vision/config_json.h"
 #include "vision/image.h"
 #include "vision/resample_detail.h"
 
@@ -33,55 +34,8 @@ namespace bgevl::vision {
 namespace {
 
 using nlohmann::json;
+using namespace config_json;
 
-[[noreturn]] void bad_key(const std::string& path, const std::string& key, const std::string& why) {
-  throw InvalidArgumentError("preprocessor config '" + path + "': key '" + key + "' " + why);
-}
-
-bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  if (!it->is_boolean()) bad_key(path, key, "must be true or false, got " + it->dump());
-  return it->get<bool>();
-}
-
-// A positive integer (JSON integers, or floats with an integral value as Python would accept).
-int get_positive_int(const json& v, const std::string& path, const std::string& key) {
-  if (v.is_number_integer()) {
-    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(std::numeric_limits<int>::max())
-                               : (v.get<int64_t>() > std::numeric_limits<int>::max() ||
-                                  v.get<int64_t>() <= 0))
-      bad_key(path, key, "must be a positive integer, got " + v.dump());
-    return int(v.get<int64_t>());
-  }
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (d == std::floor(d) && d > 0 && d <= double(std::numeric_limits<int>::max())) return int(d);
-  }
-  bad_key(path, key, "must be a positive integer, got " + v.dump());
-}
-
-double get_number(const json& v, const std::string& path, const std::string& key) {
-  if (!v.is_number()) bad_key(path, key, "must be a number, got " + v.dump());
-  return v.get<double>();
-}
-
-std::array<float, 3> get_triplet(const json& j, const std::string& path, const char* key,
-                                 const std::array<float, 3>& def) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  std::array<float, 3> r{};
-  if (it->is_number()) {  // a single value applies to every channel
-    r.fill(static_cast<float>(it->get<double>()));
-    return r;
-  }
-  if (!it->is_array() || it->size() != 3)
-    bad_key(path, key, "must be a list of 3 numbers (one per RGB channel), got " + it->dump());
-  for (size_t i = 0; i < 3; ++i)
-    r[i] = static_cast<float>(get_number((*it)[i], path, std::string(key) + "[" +
-                                                             std::to_string(i) + "]"));
-  return r;
-}
 
 // Python's floor division.
 int floordiv2(long long a) { return int(a >= 0 ? a / 2 : -((-a + 1) / 2)); }

@@ -694,6 +694,8 @@ TEST(VisionClip, LoadConfig) {
                 Bad{R"({"size": {"height": 224, "width": 224}})", "size"},
                 Bad{R"({"size": "big"})", "size"},
                 Bad{R"({"size": -3})", "size"},
+                Bad{R"({"size": {"shortest_edge": 0}})", "shortest_edge"},
+                Bad{R"({"crop_size": 0})", "crop_size"},
                 Bad{R"({"crop_size": {"shortest_edge": 224}})", "crop_size"},
                 Bad{R"({"image_mean": [0.5, 0.5]})", "image_mean"},
                 Bad{R"({"image_std": ["a", 1, 2]})", "image_std"},

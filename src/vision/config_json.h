@@ -1,0 +1,67 @@
+// Typed reads of preprocessor_config.json keys, shared by the CLIP and LLaVA-NeXT processors:
+// each failure is an InvalidArgumentError naming the file and the key.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "bgevl/errors.h"
+
+namespace bgevl::vision::config_json {
+
+using nlohmann::json;
+
+[[noreturn]] inline void bad_key(const std::string& path, const std::string& key, const std::string& why) {
+  throw InvalidArgumentError("preprocessor config '" + path + "': key '" + key + "' " + why);
+}
+
+inline bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_boolean()) bad_key(path, key, "must be true or false, got " + it->dump());
+  return it->get<bool>();
+}
+
+// A positive integer (JSON integers, or floats with an integral value as Python would accept).
+inline int get_positive_int(const json& v, const std::string& path, const std::string& key) {
+  if (v.is_number_integer()) {
+    // (nlohmann stores a non-negative literal such as 0 as unsigned: check > 0 for both kinds)
+    const bool too_big = v.is_number_unsigned()
+                             ? v.get<uint64_t>() > uint64_t(std::numeric_limits<int>::max())
+                             : v.get<int64_t>() > std::numeric_limits<int>::max();
+    if (!too_big && v.get<int64_t>() > 0) return int(v.get<int64_t>());
+  } else if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (d == std::floor(d) && d > 0 && d <= double(std::numeric_limits<int>::max())) return int(d);
+  }
+  bad_key(path, key, "must be a positive integer, got " + v.dump());
+}
+
+inline double get_number(const json& v, const std::string& path, const std::string& key) {
+  if (!v.is_number()) bad_key(path, key, "must be a number, got " + v.dump());
+  return v.get<double>();
+}
+
+inline std::array<float, 3> get_triplet(const json& j, const std::string& path, const char* key,
+                                 const std::array<float, 3>& def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  std::array<float, 3> r{};
+  if (it->is_number()) {  // a single value applies to every channel
+    r.fill(static_cast<float>(it->get<double>()));
+    return r;
+  }
+  if (!it->is_array() || it->size() != 3)
+    bad_key(path, key, "must be a list of 3 numbers (one per RGB channel), got " + it->dump());
+  for (size_t i = 0; i < 3; ++i)
+    r[i] = static_cast<float>(get_number((*it)[i], path, std::string(key) + "[" +
+                                                             std::to_string(i) + "]"));
+  return r;
+}
+
+}  // namespace bgevl::vision::config_json
