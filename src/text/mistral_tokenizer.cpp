@@ -840,6 +840,29 @@ MistralTokenizer::MistralTokenizer(MistralTokenizer&&) noexcept = default;
 MistralTokenizer& MistralTokenizer::operator=(MistralTokenizer&&) noexcept = default;
 MistralTokenizer::~MistralTokenizer() = default;
 
+namespace {
+// Whether a tokenizer.json (LlamaConverter's output) encodes legacy (true) or non-legacy (false)
+// prefix handling; nullopt when there is no such file or it says neither.
+std::optional<bool> legacy_from_tokenizer_json(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return std::nullopt;
+  const auto j = read_json_object(path);
+  if (!j) return std::nullopt;
+  std::function<bool(const json&, const char*)> has_type = [&](const json& node, const char* type) {
+    if (!node.is_object()) return false;
+    if (node.value("type", "") == type) return true;
+    for (const char* list : {"normalizers", "pretokenizers"})
+      if (node.contains(list) && node[list].is_array())
+        for (const auto& n : node[list])
+          if (has_type(n, type)) return true;
+    return false;
+  };
+  if (j->contains("normalizer") && has_type((*j)["normalizer"], "Prepend")) return true;
+  if (j->contains("pre_tokenizer") && has_type((*j)["pre_tokenizer"], "Metaspace")) return false;
+  return std::nullopt;
+}
+}  // namespace
+
 MistralTokenizer MistralTokenizer::from_dir(const std::string& dir) {
   std::error_code ec;
   BGEVL_CHECK(fs::is_directory(dir, ec), FileNotFoundError, "Mistral tokenizer: model folder '",
@@ -855,6 +878,13 @@ MistralTokenizer MistralTokenizer::from_dir(const std::string& dir) {
   const json cfg = read_json_object(config_path).value_or(json::object());
 
   impl->legacy = get_bool(cfg, "legacy", true, config_path);
+  // With a tokenizer.json beside it, transformers uses LlamaTokenizerFast, which loads that file as
+  // it is and ignores `legacy` (unless add_prefix_space is set, which makes it rebuild from the
+  // slow tokenizer): the file's normalizer then decides. Prepend("▁") is the legacy behaviour; a
+  // Metaspace pre-tokenizer without it is the non-legacy one.
+  if (!(cfg.contains("add_prefix_space") && cfg["add_prefix_space"].is_boolean())) {
+    if (const auto fast = legacy_from_tokenizer_json(d / "tokenizer.json")) impl->legacy = *fast;
+  }
   impl->add_bos = get_bool(cfg, "add_bos_token", true, config_path);
   impl->add_eos = get_bool(cfg, "add_eos_token", false, config_path);
   // LlamaTokenizer(add_prefix_space=True) by default; an explicit null reaches it as None (falsy).

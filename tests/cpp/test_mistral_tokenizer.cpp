@@ -272,6 +272,32 @@ TEST(MistralTokenizer, ImageTokenAdjacency) {
             (std::vector<int64_t>{1, 733, 16289, 28793, 259, 32000, 733, 28748, 16289, 28793}));
 }
 
+TEST(MistralTokenizer, TokenizerJsonDecidesLegacy) {
+  // transformers' LlamaTokenizerFast loads tokenizer.json as it is: its normalizer, not the
+  // config's `legacy`, decides (unless add_prefix_space is set, which rebuilds from the slow one).
+  SKIP_WITHOUT_MODEL();
+  const std::vector<int64_t> legacy_ids{1, 733, 16289, 28793, 259, 32000, 28705, 733, 28748, 16289, 28793};
+  const std::string prompt = "[INST]  <image> [/INST]";
+  const json legacy_json = {{"normalizer", {{"type", "Sequence"}, {"normalizers",
+      {{{"type", "Prepend"}, {"prepend", "\u2581"}}, {{"type", "Replace"}}}}}},
+      {"pre_tokenizer", nullptr}};
+  const json metaspace_json = {{"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}}}};
+  json cfg = tokenizer_config(false);
+  fs::path d = make_dir("fast_legacy", &cfg);
+  bgevl::test::write_bytes(d / "tokenizer.json", legacy_json.dump());
+  auto t = MistralTokenizer::from_dir(d.string());
+  EXPECT_TRUE(t.legacy());
+  EXPECT_EQ(t.encode(prompt), legacy_ids);
+  cfg = tokenizer_config(true);
+  d = make_dir("fast_nonlegacy", &cfg);
+  bgevl::test::write_bytes(d / "tokenizer.json", metaspace_json.dump());
+  EXPECT_FALSE(MistralTokenizer::from_dir(d.string()).legacy());
+  cfg["add_prefix_space"] = true;  // rebuilt from the slow tokenizer: the config decides again
+  bgevl::test::write_bytes(d / "tokenizer_config.json", cfg.dump());
+  EXPECT_TRUE(MistralTokenizer::from_dir(d.string()).legacy());
+}
+
 TEST(MistralTokenizer, ConfigVariants) {
   // Other tokenizer_config.json settings (additional_special_tokens, add_prefix_space, lstrip /
   // rstrip / single_word on <image>, add_bos/eos_token, legacy unset), against the slow tokenizer.
