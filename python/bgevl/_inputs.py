@@ -45,8 +45,15 @@ def _dtype_from_str(name):
     return {"Float": torch.float32, "Half": torch.float16, "BFloat16": torch.bfloat16}[name]
 
 
-def image_input(obj):
-    """One image: a path (str or os.PathLike), encoded bytes, a PIL image or an HxWx3 uint8 array."""
+# PIL modes that survive a PNG round trip exactly (and that bgevl's decoder opens as PIL does).
+_PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
+
+
+def image_input(obj, keep_mode=False):
+    """One image: a path (str or os.PathLike), encoded bytes, a PIL image or an HxWx3 uint8 array.
+
+    keep_mode: a PIL image keeps its mode (through a lossless PNG) instead of being converted to
+    RGB first, for pipelines that resize before converting (BGE-VL-MLLM)."""
     if isinstance(obj, (str, os.PathLike)):
         return _C.ImageInput.path(os.fspath(obj))
     if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -56,6 +63,13 @@ def image_input(obj):
 
         if isinstance(obj, _PILImage.Image):
             import numpy as np
+
+            if keep_mode and obj.mode in _PNG_MODES:
+                import io
+
+                buf = io.BytesIO()
+                obj.save(buf, format="PNG")
+                return _C.ImageInput.bytes(buf.getvalue())
 
             # What the reference does with a file: Image.open(p).convert("RGB").
             return _C.ImageInput.pixels(torch.from_numpy(np.array(obj.convert("RGB"), dtype=np.uint8)))
@@ -96,11 +110,11 @@ def texts(value):
     return items, single
 
 
-def images(value):
+def images(value, keep_mode=False):
     if isinstance(value, (list, tuple)):
         items, single = as_list(value, "images")
     elif value is None:
         return [], False
     else:
         items, single = [value], True
-    return [image_input(x) for x in items], single
+    return [image_input(x, keep_mode) for x in items], single

@@ -41,7 +41,7 @@ class MLLMModel(_Model):
             warnings.warn("BGE-VL-MLLM queries work best with a task instruction, e.g. "
                           "bgevl.mllm.COMPOSED_RETRIEVAL_INSTRUCTION for composed image retrieval",
                           stacklevel=3)
-        img, _ = _images(images)
+        img, _ = _images(images, keep_mode=True)  # the 512 resize comes before convert("RGB")
         txt, _ = _texts(text)
         if img and txt and len(img) != len(txt):
             raise ValueError(f"images and text must be lists of the same length "

@@ -76,6 +76,18 @@ def test_model_card_flow_matches_reference(mllm, llava_cases):
         assert maxdiff(direct, ref[c["name"] + "/embeddings"]) <= FLOAT32_TOL, c["name"]
 
 
+def test_pil_images_keep_their_mode(mllm):
+    """A PIL image is resized in its own mode, as the reference does with a path (P: nearest;
+    LA/RGBA: premultiplied), so PIL objects and paths give the same embeddings."""
+    from PIL import Image
+
+    model, _, _ = mllm
+    for name in ("palette_P.png", "grey_alpha_LA.png", "rgba.png", "bilevel_1.png", "chelsea.jpg"):
+        path = fixture_path("images", name)
+        assert torch.equal(model.encode(images=Image.open(path), q_or_c="c"),
+                           model.encode(images=path, q_or_c="c")), name
+
+
 def test_query_without_instruction_warns(mllm):
     model, _, _ = mllm
     with pytest.warns(UserWarning, match="instruction"):
