@@ -15,6 +15,24 @@ namespace bgevl::vision {
 // P and One matter for Image.resize: PIL uses NEAREST for them whatever filter is asked.
 enum class PilMode { L, LA, RGB, RGBA, CMYK, P, One };
 
+// Channels an image of that mode holds in bgevl's layout (P is stored expanded to RGB).
+inline int channels_of(PilMode m) {
+  switch (m) {
+    case PilMode::L:
+    case PilMode::One:
+      return 1;
+    case PilMode::LA:
+      return 2;
+    case PilMode::RGB:
+    case PilMode::P:
+      return 3;
+    case PilMode::RGBA:
+    case PilMode::CMYK:
+      return 4;
+  }
+  return 0;
+}
+
 struct Image {
   int width = 0;
   int height = 0;

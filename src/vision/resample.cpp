@@ -33,22 +33,6 @@ namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;  // PRECISION_BITS in Resample.c
 
-int channels_of(PilMode m) {
-  switch (m) {
-    case PilMode::L:
-    case PilMode::One:
-      return 1;
-    case PilMode::LA:
-      return 2;
-    case PilMode::RGB:
-    case PilMode::P:
-      return 3;
-    case PilMode::RGBA:
-    case PilMode::CMYK:
-      return 4;
-  }
-  return 0;
-}
 
 void check_image(const Image& im, const char* what) {
   BGEVL_CHECK_ARG(im.width > 0 && im.height > 0, what, ": empty image (", im.width, "x", im.height,
