@@ -43,21 +43,7 @@ int floordiv2(long long a) { return int(a >= 0 ? a / 2 : -((-a + 1) / 2)); }
 }  // namespace
 
 ClipImageConfig load_clip_image_config(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw FileNotFoundError("preprocessor config not found: '" + path + "'");
-  if (std::filesystem::is_directory(path, ec))
-    throw InvalidArgumentError("preprocessor config '" + path + "' is a directory, not a file");
-  std::ifstream f(path);
-  if (!f) throw InvalidArgumentError("cannot open preprocessor config '" + path + "'");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    throw InvalidArgumentError("preprocessor config '" + path + "': malformed JSON: " + e.what());
-  }
-  if (!j.is_object())
-    throw InvalidArgumentError("preprocessor config '" + path + "': expected a JSON object");
+  const json j = read_config(path);
 
   ClipImageConfig c;
   c.do_resize = get_bool(j, path, "do_resize", c.do_resize);

@@ -5,6 +5,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <string>
 
@@ -15,6 +17,27 @@
 namespace bgevl::vision::config_json {
 
 using nlohmann::json;
+
+// The JSON object in a preprocessor_config.json: FileNotFoundError when absent,
+// InvalidArgumentError when it is a folder, unreadable, malformed or not an object.
+inline json read_config(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw FileNotFoundError("preprocessor config not found: '" + path + "'");
+  if (std::filesystem::is_directory(path, ec))
+    throw InvalidArgumentError("preprocessor config '" + path + "' is a directory, not a file");
+  std::ifstream f(path);
+  if (!f) throw InvalidArgumentError("cannot open preprocessor config '" + path + "'");
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const json::exception& e) {
+    throw InvalidArgumentError("preprocessor config '" + path + "': malformed JSON: " + e.what());
+  }
+  if (!j.is_object())
+    throw InvalidArgumentError("preprocessor config '" + path + "': expected a JSON object");
+  return j;
+}
 
 [[noreturn]] inline void bad_key(const std::string& path, const std::string& key, const std::string& why) {
   throw InvalidArgumentError("preprocessor config '" + path + "': key '" + key + "' " + why);

@@ -297,21 +297,7 @@ LlavaPixels llava_preprocess(const Image& decoded, const LlavaImageConfig& cfg, 
 }
 
 LlavaImageConfig load_llava_image_config(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw FileNotFoundError("preprocessor config not found: '" + path + "'");
-  if (std::filesystem::is_directory(path, ec))
-    throw InvalidArgumentError("preprocessor config '" + path + "' is a directory, not a file");
-  std::ifstream f(path);
-  if (!f) throw InvalidArgumentError("cannot open preprocessor config '" + path + "'");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    throw InvalidArgumentError("preprocessor config '" + path + "': malformed JSON: " + e.what());
-  }
-  if (!j.is_object())
-    throw InvalidArgumentError("preprocessor config '" + path + "': expected a JSON object");
+  const json j = read_config(path);
 
   // Missing keys take LlavaNextImageProcessor.__init__'s defaults (size 224, crop 224x224), not
   // the llava-v1.6 values LlavaImageConfig starts with.
