@@ -124,10 +124,13 @@ void parallel_items(int64_t n, const std::function<void(int64_t)>& fn) {
     for (int64_t i = 0; i < n; ++i) fn(i);
     return;
   }
-  // Own threads rather than at::parallel_for: the first exception is kept with its type.
+  // Own threads rather than at::parallel_for: the exception keeps its type, and it is the one of
+  // the lowest failing index (every lower index was claimed before the failure and still runs),
+  // so the error does not depend on timing.
   const int64_t workers = std::min<int64_t>(n, at::get_num_threads());
   std::atomic<int64_t> next{0};
   std::exception_ptr error;
+  int64_t error_index = n;
   std::mutex mu;
   auto run = [&] {
     for (int64_t i; (i = next.fetch_add(1)) < n;) {
@@ -135,7 +138,10 @@ void parallel_items(int64_t n, const std::function<void(int64_t)>& fn) {
         fn(i);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu);
-        if (!error) error = std::current_exception();
+        if (i < error_index) {
+          error = std::current_exception();
+          error_index = i;
+        }
         next = n;
       }
     }

@@ -287,3 +287,15 @@ def test_model_card_snippet_verbatim(tmp_path):
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("tensor([[") and res.stdout.count(",") == 1, res.stdout
+
+
+def test_first_bad_image_decides_the_error(tiny, tmp_path):
+    """Images decode in parallel; the error raised is always the one of the first bad image."""
+    good = fixture_path("images", "chelsea.jpg")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    for _ in range(5):
+        with pytest.raises(FileNotFoundError):
+            tiny.encode(images=[good, "/no/such.png", str(corrupt), good])
+        with pytest.raises(ValueError):
+            tiny.encode(images=[good, str(corrupt), "/no/such.png", good])
