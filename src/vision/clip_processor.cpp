@@ -66,28 +66,13 @@ ClipImageConfig load_clip_image_config(const std::string& path) {
   }
   if (get_bool(j, path, "use_square_size", false))
     bad_key(path, "use_square_size", "true (a square resize) is not supported");
-  if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
-    if (!it->is_number_integer() || it->get<int64_t>() != 3)
-      bad_key(path, "resample",
-              "must be 3 (PIL bicubic); other resampling filters are not supported, got " +
-                  it->dump());
-    c.resample = 3;
-  }
+  check_resample(j, path);
+  c.resample = 3;
   c.do_center_crop = get_bool(j, path, "do_center_crop", c.do_center_crop);
   if (!c.do_center_crop)
     bad_key(path, "do_center_crop",
             "false is not supported (the model needs a fixed input size, given by crop_size)");
-  if (auto it = j.find("crop_size"); it != j.end() && !it->is_null()) {
-    if (it->is_number()) {
-      c.crop_height = c.crop_width = get_positive_int(*it, path, "crop_size");
-    } else if (it->is_object() && it->contains("height") && it->contains("width")) {
-      c.crop_height = get_positive_int(it->at("height"), path, "crop_size.height");
-      c.crop_width = get_positive_int(it->at("width"), path, "crop_size.width");
-    } else {
-      bad_key(path, "crop_size",
-              "must be an integer or {\"height\": H, \"width\": W}, got " + it->dump());
-    }
-  }
+  read_crop_size(j, path, c.crop_height, c.crop_width);
   c.do_rescale = get_bool(j, path, "do_rescale", c.do_rescale);
   if (auto it = j.find("rescale_factor"); it != j.end() && !it->is_null())
     c.rescale_factor = get_number(*it, path, "rescale_factor");

@@ -87,4 +87,29 @@ inline std::array<float, 3> get_triplet(const json& j, const std::string& path, 
   return r;
 }
 
+// "resample": only 3 (PIL bicubic) is supported; absent means the processors' default, 3.
+inline void check_resample(const json& j, const std::string& path) {
+  if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
+    if (!it->is_number_integer() || it->get<int64_t>() != 3)
+      bad_key(path, "resample",
+              "must be 3 (PIL bicubic); other resampling filters are not supported, got " +
+                  it->dump());
+  }
+}
+
+// "crop_size": an integer (square) or {"height": H, "width": W}; absent leaves h and w as they are.
+inline void read_crop_size(const json& j, const std::string& path, int& h, int& w) {
+  if (auto it = j.find("crop_size"); it != j.end() && !it->is_null()) {
+    if (it->is_number()) {
+      h = w = get_positive_int(*it, path, "crop_size");
+    } else if (it->is_object() && it->contains("height") && it->contains("width")) {
+      h = get_positive_int(it->at("height"), path, "crop_size.height");
+      w = get_positive_int(it->at("width"), path, "crop_size.width");
+    } else {
+      bad_key(path, "crop_size",
+              "must be an integer or {\"height\": H, \"width\": W}, got " + it->dump());
+    }
+  }
+}
+
 }  // namespace bgevl::vision::config_json

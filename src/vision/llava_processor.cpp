@@ -318,25 +318,10 @@ LlavaImageConfig load_llava_image_config(const std::string& path) {
       bad_key(path, "size", "must be an integer or {\"shortest_edge\": N}, got " + it->dump());
     }
   }
-  if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
-    if (!it->is_number_integer() || it->get<int64_t>() != 3)
-      bad_key(path, "resample",
-              "must be 3 (PIL bicubic); other resampling filters are not supported, got " +
-                  it->dump());
-    c.resample = 3;
-  }
+  check_resample(j, path);
+  c.resample = 3;
   c.do_center_crop = get_bool(j, path, "do_center_crop", c.do_center_crop);
-  if (auto it = j.find("crop_size"); it != j.end() && !it->is_null()) {
-    if (it->is_number()) {
-      c.crop_height = c.crop_width = get_positive_int(*it, path, "crop_size");
-    } else if (it->is_object() && it->contains("height") && it->contains("width")) {
-      c.crop_height = get_positive_int(it->at("height"), path, "crop_size.height");
-      c.crop_width = get_positive_int(it->at("width"), path, "crop_size.width");
-    } else {
-      bad_key(path, "crop_size",
-              "must be an integer or {\"height\": H, \"width\": W}, got " + it->dump());
-    }
-  }
+  read_crop_size(j, path, c.crop_height, c.crop_width);
   if (auto it = j.find("image_grid_pinpoints"); it != j.end() && !it->is_null()) {
     if (!it->is_array() || it->empty())
       bad_key(path, "image_grid_pinpoints",
