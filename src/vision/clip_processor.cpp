@@ -73,12 +73,7 @@ ClipImageConfig load_clip_image_config(const std::string& path) {
     bad_key(path, "do_center_crop",
             "false is not supported (the model needs a fixed input size, given by crop_size)");
   read_crop_size(j, path, c.crop_height, c.crop_width);
-  c.do_rescale = get_bool(j, path, "do_rescale", c.do_rescale);
-  if (auto it = j.find("rescale_factor"); it != j.end() && !it->is_null())
-    c.rescale_factor = get_number(*it, path, "rescale_factor");
-  c.do_normalize = get_bool(j, path, "do_normalize", c.do_normalize);
-  c.mean = get_triplet(j, path, "image_mean", c.mean);
-  c.std = get_triplet(j, path, "image_std", c.std);
+  read_rescale_normalize(j, path, c);
   c.do_convert_rgb = get_bool(j, path, "do_convert_rgb", c.do_convert_rgb);
   return c;
 }

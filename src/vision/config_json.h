@@ -112,4 +112,16 @@ inline void read_crop_size(const json& j, const std::string& path, int& h, int& 
   }
 }
 
+// do_rescale, rescale_factor, do_normalize, image_mean, image_std into any processor config
+// with those fields; absent keys keep the values `c` holds.
+template <typename Config>
+void read_rescale_normalize(const json& j, const std::string& path, Config& c) {
+  c.do_rescale = get_bool(j, path, "do_rescale", c.do_rescale);
+  if (auto it = j.find("rescale_factor"); it != j.end() && !it->is_null())
+    c.rescale_factor = get_number(*it, path, "rescale_factor");
+  c.do_normalize = get_bool(j, path, "do_normalize", c.do_normalize);
+  c.mean = get_triplet(j, path, "image_mean", c.mean);
+  c.std = get_triplet(j, path, "image_std", c.std);
+}
+
 }  // namespace bgevl::vision::config_json

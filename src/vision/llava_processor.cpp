@@ -338,12 +338,7 @@ LlavaImageConfig load_llava_image_config(const std::string& path) {
       c.grid_pinpoints.emplace_back(h, w);
     }
   }
-  c.do_rescale = get_bool(j, path, "do_rescale", c.do_rescale);
-  if (auto it = j.find("rescale_factor"); it != j.end() && !it->is_null())
-    c.rescale_factor = get_number(*it, path, "rescale_factor");
-  c.do_normalize = get_bool(j, path, "do_normalize", c.do_normalize);
-  c.mean = get_triplet(j, path, "image_mean", c.mean);
-  c.std = get_triplet(j, path, "image_std", c.std);
+  read_rescale_normalize(j, path, c);
   c.do_pad = get_bool(j, path, "do_pad", c.do_pad);
   c.do_convert_rgb = get_bool(j, path, "do_convert_rgb", c.do_convert_rgb);
   return c;
