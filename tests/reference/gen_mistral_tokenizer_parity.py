@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Write tests/fixtures/tokenizer/mistral_parity.json: BGE-VL-MLLM token ids from the reference.
+"""Write tests/fixtures/tokenizer/mistral_parity.json: BGE-VL-MLLM token ids from the reference
+(and, with --tiny, tests/fixtures/tokenizer/mistral_tiny_parity.json, the same for the project's
+tiny SentencePiece model).
 
 The expected ids come from Hugging Face transformers **4.45.2** (asserted):
   * slow: `LlamaTokenizer.from_pretrained(folder)` where `folder` holds the Mistral
@@ -27,11 +29,17 @@ Requirements (nothing is installed or vendored by this script):
     `mkdir -p /tmp/tok && cd /tmp/tok && npm install tokenizers@0.23.2`, passed with
     --node-modules /tmp/tok/node_modules (or NODE_PATH); --no-fast leaves the fast ids out;
   * the Mistral tokenizer.model (default: ../shared/data/tokenizers/mistral/tokenizer.model
-    beside the repository; sha256 dadfd56d...134055).
+    beside the repository; sha256 dadfd56d...134055), or with --tiny the project's tiny
+    SentencePiece BPE model (tests/reference/gen_tiny_sentencepiece.py; committed as
+    tests/fixtures/llava/tiny-llava-next-legacy/tokenizer.model by gen_llava_fixtures.py).
+    With --tiny, <image> and <pad> get the two ids after the model's last piece (1200, 1201 for
+    its 1,200 pieces) instead of 32000, 32001; everything else (texts, batches, variants, JSON
+    layout) is the same, so that tokenizer tests can run on a fresh clone.
 
 Usage, from the repository root:
 
     python3 tests/reference/gen_mistral_tokenizer_parity.py --node-modules /tmp/tok/node_modules
+    python3 tests/reference/gen_mistral_tokenizer_parity.py --tiny --node-modules /tmp/tok/node_modules
 
 Deterministic: rerunning in the same environment rewrites identical bytes.
 """
@@ -52,6 +60,7 @@ import mistral_tokenizer_files as files  # noqa: E402
 
 REQUIRED_TRANSFORMERS = "4.45.2"
 MODEL_SHA256 = "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055"
+TINY_MODEL = os.path.join(REPO, "tests", "fixtures", "llava", "tiny-llava-next-legacy", "tokenizer.model")
 
 CIR_INSTRUCTION = (
     "Retrieve the target image that best meets the combined criteria by using both the provided "
@@ -251,24 +260,24 @@ def _dump(doc):
 # Further tokenizer_config.json variants (not BGE-VL's, but settings the C++ port reads): each is
 # the checkpoint's config with these changes, checked on the texts that touch added tokens or
 # start with whitespace / "▁".
-def _variant(legacy, image=None, **changes):
-    cfg = files.tokenizer_config(legacy)
-    if image:
-        cfg["added_tokens_decoder"][str(files.IMAGE_TOKEN_ID)].update(image)
-    cfg.update(changes)
-    return cfg
+def config_variants(image_id=files.IMAGE_TOKEN_ID, pad_id=files.PAD_TOKEN_ID):
+    def _variant(legacy, image=None, **changes):
+        cfg = files.tokenizer_config(legacy, image_id, pad_id)
+        if image:
+            cfg["added_tokens_decoder"][str(image_id)].update(image)
+        cfg.update(changes)
+        return cfg
 
-
-VARIANTS = [
-    ("nonlegacy_image_is_additional_special", _variant(False, additional_special_tokens=["<image>"])),
-    ("nonlegacy_no_prefix_space", _variant(False, add_prefix_space=False)),
-    ("nonlegacy_prefix_space_null", _variant(False, add_prefix_space=None)),
-    ("legacy_image_lstrip_rstrip", _variant(True, image={"lstrip": True, "rstrip": True})),
-    ("nonlegacy_image_lstrip_rstrip", _variant(False, image={"lstrip": True, "rstrip": True})),
-    ("legacy_image_single_word", _variant(True, image={"single_word": True})),
-    ("nonlegacy_eos_no_bos", _variant(False, add_bos_token=False, add_eos_token=True)),
-    ("legacy_unset", {k: v for k, v in files.tokenizer_config(True).items() if k != "legacy"}),
-]
+    return [
+        ("nonlegacy_image_is_additional_special", _variant(False, additional_special_tokens=["<image>"])),
+        ("nonlegacy_no_prefix_space", _variant(False, add_prefix_space=False)),
+        ("nonlegacy_prefix_space_null", _variant(False, add_prefix_space=None)),
+        ("legacy_image_lstrip_rstrip", _variant(True, image={"lstrip": True, "rstrip": True})),
+        ("nonlegacy_image_lstrip_rstrip", _variant(False, image={"lstrip": True, "rstrip": True})),
+        ("legacy_image_single_word", _variant(True, image={"single_word": True})),
+        ("nonlegacy_eos_no_bos", _variant(False, add_bos_token=False, add_eos_token=True)),
+        ("legacy_unset", {k: v for k, v in files.tokenizer_config(True, image_id, pad_id).items() if k != "legacy"}),
+    ]
 
 
 def variant_texts(texts):
@@ -281,19 +290,37 @@ def variant_texts(texts):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=os.path.join(REPO, "..", "shared", "data", "tokenizers", "mistral", "tokenizer.model"))
-    ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures", "tokenizer", "mistral_parity.json"))
+    ap.add_argument("--tiny", action="store_true",
+                    help="the project's tiny SentencePiece model (default --model " + os.path.relpath(TINY_MODEL, REPO)
+                    + ", --out tests/fixtures/tokenizer/mistral_tiny_parity.json)")
+    ap.add_argument("--model", default=None,
+                    help="tokenizer.model (default: ../shared/data/tokenizers/mistral/tokenizer.model, or the tiny one)")
+    ap.add_argument("--out", default=None)
     ap.add_argument("--node-modules", default=os.environ.get("NODE_PATH"))
     ap.add_argument("--no-fast", action="store_true", help="leave the fast ids out")
     args = ap.parse_args()
+    if args.model is None:
+        args.model = TINY_MODEL if args.tiny else os.path.join(
+            REPO, "..", "shared", "data", "tokenizers", "mistral", "tokenizer.model")
+    if args.out is None:
+        args.out = os.path.join(REPO, "tests", "fixtures", "tokenizer",
+                                "mistral_tiny_parity.json" if args.tiny else "mistral_parity.json")
 
     transformers = _assert_transformers()
     import sentencepiece
 
     with open(args.model, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
-    if sha != MODEL_SHA256:
-        raise SystemExit(f"{args.model}: sha256 {sha}, expected {MODEL_SHA256}")
+    if not args.tiny and sha != MODEL_SHA256:
+        raise SystemExit(f"{args.model}: sha256 {sha}, expected {MODEL_SHA256} (--tiny for another model)")
+    if args.tiny and sha == MODEL_SHA256:
+        raise SystemExit("--tiny given with the Mistral model")
+    image_id, pad_id = files.added_token_ids(args.model)
+    if not args.tiny:
+        assert (image_id, pad_id) == (files.IMAGE_TOKEN_ID, files.PAD_TOKEN_ID)
+    hello = [1] + sentencepiece.SentencePieceProcessor(model_file=args.model).encode("Hello world")
+    if not args.tiny:
+        assert hello == [1, 22557, 1526]
 
     named = prompt_cases() + [("text", t) for t in VARIED_TEXTS]
     texts, names, seen = [], [], set()
@@ -312,14 +339,15 @@ def main():
         for legacy in [True, False]:
             key = "true" if legacy else "false"
             folder = os.path.join(tmp, f"legacy_{key}")
-            files.write_tokenizer_files(folder, args.model, legacy)
+            files.write_tokenizer_files(folder, args.model, legacy, image_id=image_id, pad_id=pad_id)
             tok, slow = slow_ids(folder, texts)
             assert tok.legacy == legacy and tok.padding_side == "left"
-            assert slow[texts.index("Hello world")] == [1, 22557, 1526]
+            assert tok.convert_tokens_to_ids(["<image>", "<pad>"]) == [image_id, pad_id]
+            assert slow[texts.index("Hello world")] == hello
             fast = None
             if not args.no_fast:
                 tj = os.path.join(tmp, f"tokenizer_{key}.json")
-                files.write_tokenizer_json(tj, args.model, legacy)
+                files.write_tokenizer_json(tj, args.model, legacy, image_id=image_id, pad_id=pad_id)
                 tokenizers_version, fast = fast_ids(tj, texts, args.node_modules, tmp)
             results[key] = (slow, fast)
             for b in BATCHES:
@@ -328,16 +356,16 @@ def main():
                 for row, mask, t in zip(enc["input_ids"], enc["attention_mask"], b):
                     own = tok(t)["input_ids"]
                     n_pad = len(row) - len(own)
-                    assert row == [files.PAD_TOKEN_ID] * n_pad + own and mask == [0] * n_pad + [1] * len(own)
+                    assert row == [pad_id] * n_pad + own and mask == [0] * n_pad + [1] * len(own)
                 batches.append({"legacy": legacy, "texts": b, "input_ids": enc["input_ids"],
                                 "attention_mask": enc["attention_mask"]})
 
     variants = []
     with tempfile.TemporaryDirectory() as tmp:
         vtexts = variant_texts(texts)
-        for vname, cfg in VARIANTS:
+        for vname, cfg in config_variants(image_id, pad_id):
             folder = os.path.join(tmp, vname)
-            files.write_tokenizer_files(folder, args.model, cfg.get("legacy", True))
+            files.write_tokenizer_files(folder, args.model, cfg.get("legacy", True), image_id=image_id, pad_id=pad_id)
             with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as f:
                 json.dump(cfg, f)
             _, ids = slow_ids(folder, vtexts)
@@ -364,14 +392,19 @@ def main():
             del case["slow_fast_differ"]
         cases.append(case)
 
+    model_note = (
+        "the project's tiny SentencePiece BPE model (tests/fixtures/llava/tiny-llava-next-legacy/tokenizer.model, "
+        f"tests/reference/gen_tiny_sentencepiece.py; <image> {image_id}, <pad> {pad_id}) with BGE-VL-MLLM's "
+        "tokenizer settings" if args.tiny else "Mistral (BGE-VL-MLLM)")
     doc = {
         "about": (
-            "Mistral (BGE-VL-MLLM) token ids: 'slow' from transformers LlamaTokenizer.from_pretrained on "
+            f"{model_note} token ids: 'slow' from transformers LlamaTokenizer.from_pretrained on "
             "tokenizer.model + the checkpoint's tokenizer files (tests/reference/mistral_tokenizer_files.py), "
             "'fast' from the Rust tokenizers library on the tokenizer.json that LlamaConverter builds; "
             "keys 'true'/'false' are tokenizer_config.json's `legacy`. slow_fast_differ lists the legacy "
             "settings where the two disagree. Batches: slow tokenizer(texts, padding=True), padding side "
-            "left. Written by tests/reference/gen_mistral_tokenizer_parity.py; do not edit."
+            "left. Written by tests/reference/gen_mistral_tokenizer_parity.py"
+            f"{' --tiny' if args.tiny else ''}; do not edit."
         ),
         "transformers": transformers.__version__,
         "sentencepiece": sentencepiece.__version__,

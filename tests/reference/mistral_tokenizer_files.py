@@ -1,7 +1,7 @@
 """The tokenizer files of a BGE-VL-MLLM (LLaVA-NeXT / llava-v1.6-mistral-7b-hf) checkpoint.
 
 write_tokenizer_files(folder, tokenizer_model_path, legacy) writes, into `folder`:
-  tokenizer.model          a copy of the Mistral SentencePiece model (32,000 pieces);
+  tokenizer.model          a copy of the SentencePiece model (Mistral's: 32,000 pieces);
   tokenizer_config.json    LlamaTokenizer settings: BOS added, no EOS, `legacy` as asked, pad <pad>,
                            padding on the left, added_tokens_decoder with <unk> 0, <s> 1, </s> 2,
                            <image> 32000, <pad> 32001 (all special, normalized/lstrip/rstrip false);
@@ -11,6 +11,11 @@ These mirror llava-hf/llava-v1.6-mistral-7b-hf's files as saved by transformers 
 template and other keys a tokenizer does not read are left out). The real checkpoint also ships a
 tokenizer.json; write_tokenizer_json() writes an equivalent one (transformers 4.45.2's
 LlamaConverter) when asked, with include_tokenizer_json=True.
+
+The ids of <image> and <pad> are those of the real checkpoints (32000, 32001: the two ids after
+Mistral's 32,000 pieces) unless `image_id` / `pad_id` are given, as for the project's tiny
+SentencePiece model (tests/reference/gen_tiny_sentencepiece.py: 1,200 pieces, so 1200 and 1201);
+added_token_ids(tokenizer_model_path) gives the two ids after a model's last piece.
 
 Only the standard library and `sentencepiece` (for tokenizer.json only) are used; nothing here is
 installed or downloaded.
@@ -37,7 +42,16 @@ def _added(content):
     }
 
 
-def tokenizer_config(legacy):
+def added_token_ids(tokenizer_model_path):
+    """(<image> id, <pad> id) for a SentencePiece model: its piece count and the next id, as in
+    the real checkpoints (32000, 32001 after Mistral's 32,000 pieces)."""
+    import sentencepiece as spm
+
+    n = spm.SentencePieceProcessor(model_file=tokenizer_model_path).get_piece_size()
+    return n, n + 1
+
+
+def tokenizer_config(legacy, image_id=IMAGE_TOKEN_ID, pad_id=PAD_TOKEN_ID):
     return {
         "add_bos_token": True,
         "add_eos_token": False,
@@ -45,8 +59,8 @@ def tokenizer_config(legacy):
             "0": _added("<unk>"),
             "1": _added("<s>"),
             "2": _added("</s>"),
-            str(IMAGE_TOKEN_ID): _added(IMAGE_TOKEN),
-            str(PAD_TOKEN_ID): _added(PAD_TOKEN),
+            str(image_id): _added(IMAGE_TOKEN),
+            str(pad_id): _added(PAD_TOKEN),
         },
         "additional_special_tokens": [],
         "bos_token": "<s>",
@@ -77,8 +91,8 @@ def special_tokens_map():
     }
 
 
-def added_tokens():
-    return {IMAGE_TOKEN: IMAGE_TOKEN_ID, PAD_TOKEN: PAD_TOKEN_ID}
+def added_tokens(image_id=IMAGE_TOKEN_ID, pad_id=PAD_TOKEN_ID):
+    return {IMAGE_TOKEN: image_id, PAD_TOKEN: pad_id}
 
 
 def _dump(path, obj):
@@ -87,17 +101,19 @@ def _dump(path, obj):
         f.write("\n")
 
 
-def write_tokenizer_files(folder, tokenizer_model_path, legacy, include_tokenizer_json=False):
+def write_tokenizer_files(folder, tokenizer_model_path, legacy, include_tokenizer_json=False,
+                          image_id=IMAGE_TOKEN_ID, pad_id=PAD_TOKEN_ID):
     """Writes the tokenizer files of a BGE-VL-MLLM checkpoint into `folder` (created if needed)."""
     os.makedirs(folder, exist_ok=True)
     dst = os.path.join(folder, "tokenizer.model")
     if os.path.abspath(tokenizer_model_path) != os.path.abspath(dst):
         shutil.copyfile(tokenizer_model_path, dst)
-    _dump(os.path.join(folder, "tokenizer_config.json"), tokenizer_config(legacy))
+    _dump(os.path.join(folder, "tokenizer_config.json"), tokenizer_config(legacy, image_id, pad_id))
     _dump(os.path.join(folder, "special_tokens_map.json"), special_tokens_map())
-    _dump(os.path.join(folder, "added_tokens.json"), added_tokens())
+    _dump(os.path.join(folder, "added_tokens.json"), added_tokens(image_id, pad_id))
     if include_tokenizer_json:
-        write_tokenizer_json(os.path.join(folder, "tokenizer.json"), tokenizer_model_path, legacy)
+        write_tokenizer_json(os.path.join(folder, "tokenizer.json"), tokenizer_model_path, legacy,
+                             image_id=image_id, pad_id=pad_id)
 
 
 def _generate_merges(vocab, vocab_scores):
@@ -116,7 +132,8 @@ def _generate_merges(vocab, vocab_scores):
     return [[a, b] for a, b, _ in merges]
 
 
-def tokenizer_json(tokenizer_model_path, legacy, add_prefix_space=True):
+def tokenizer_json(tokenizer_model_path, legacy, add_prefix_space=True, image_id=IMAGE_TOKEN_ID,
+                   pad_id=PAD_TOKEN_ID):
     """The tokenizer.json that transformers 4.45.2 (LlamaConverter + LlamaTokenizerFast) makes from
     tokenizer.model with the added tokens <image> and <pad>, as a dict."""
     import sentencepiece as spm
@@ -162,8 +179,8 @@ def tokenizer_json(tokenizer_model_path, legacy, add_prefix_space=True):
             added(0, "<unk>"),
             added(1, "<s>"),
             added(2, "</s>"),
-            added(IMAGE_TOKEN_ID, IMAGE_TOKEN),
-            added(PAD_TOKEN_ID, PAD_TOKEN),
+            added(image_id, IMAGE_TOKEN),
+            added(pad_id, PAD_TOKEN),
         ],
         "normalizer": normalizer,
         "pre_tokenizer": pre_tokenizer,
@@ -195,6 +212,8 @@ def tokenizer_json(tokenizer_model_path, legacy, add_prefix_space=True):
     }
 
 
-def write_tokenizer_json(path, tokenizer_model_path, legacy, add_prefix_space=True):
+def write_tokenizer_json(path, tokenizer_model_path, legacy, add_prefix_space=True, image_id=IMAGE_TOKEN_ID,
+                         pad_id=PAD_TOKEN_ID):
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(tokenizer_json(tokenizer_model_path, legacy, add_prefix_space), f, ensure_ascii=False)
+        json.dump(tokenizer_json(tokenizer_model_path, legacy, add_prefix_space, image_id, pad_id), f,
+                  ensure_ascii=False)
