@@ -1,34 +1,42 @@
-// bgevl command line: `bgevl encode --model DIR_OR_ID [--image PATH]... [--text STR]... --out FILE.npy`
+// bgevl command line: `bgevl encode --model DIR_OR_ID [--image PATH]... [--text STR]... --out
+// FILE.npy`
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "bgevl/bgevl.h"
+#include "npy.h"
 
 namespace {
 
-const char* kUsage = R"(usage: bgevl encode --model DIR_OR_ID [--image PATH]... [--text STR]... --out FILE.npy [options]
+const char* kUsage = R"(usage: bgevl encode --model DIR_OR_ID [--image PATH]... [--images-from FILE]
+                    [--text STR]... --out FILE.npy [options]
        bgevl --version | --help
 
 Encodes images, texts, or composed (image, text) pairs with a BGE-VL model (CLIP or MLLM, told
 apart by its config.json) and writes the L2-normalised embeddings as a float32 [N, D] .npy file
-(numpy.load reads it).
+(numpy.load reads it), and beside it FILE.jsonl, one line per row: {"row": 0, "image": ...,
+"text": ...}.
 
   --model DIR_OR_ID   checkpoint folder, or a hub id (BAAI/BGE-VL-base) in the local HF cache
+  --revision REV      the hub-cache revision of a hub id (default main)
   --image PATH        an image file (repeatable): JPEG, PNG, BMP, WebP, TIFF
+  --images-from FILE  image files listed one per line (after the --image ones)
   --text STR          a text (repeatable)
                       images only, texts only, or as many texts as images (composed queries)
-  --out FILE.npy      where the embeddings go
+  --out FILE.npy      where the embeddings go (checked before anything is computed)
   --device DEV        cpu (default), cuda, cuda:N
-  --dtype T           float32 (default), float16, bfloat16
-  --batch-size N      inputs per forward pass (default 32)
+  --dtype T           float32 (default), bfloat16, float16 (CUDA only)
+  --batch-size N      items per forward pass (default: the model's, 32 for CLIP, 8 for MLLM)
   --threads N         CPU threads (default: every core)
   --truncate          CLIP: cut texts longer than 77 tokens instead of failing
-  --q-or-c Q          MLLM: q (query) or c (candidate, the default) prompt
+  --q-or-c Q          MLLM, required there: q (query) or c (candidate) prompt
   --instruction STR   MLLM: the query's task instruction; "cir" stands for the model card's
                       composed-image-retrieval instruction
   --quiet             no progress on stderr
@@ -40,97 +48,129 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-void write_npy(const std::string& path, const torch::Tensor& t) {
-  auto c = t.to(torch::kCPU, torch::kFloat32).contiguous();
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
-                       std::to_string(c.size(0)) + ", " + std::to_string(c.size(1)) + "), }";
-  const size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
-  header.push_back('\n');
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw bgevl::FileNotFoundError("cannot write " + path);
-  const char magic[] = "\x93NUMPY\x01\x00";
-  out.write(magic, 8);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  out.put(static_cast<char>(len & 0xff));
-  out.put(static_cast<char>(len >> 8));
-  out << header;
-  out.write(reinterpret_cast<const char*>(c.data_ptr<float>()), c.numel() * sizeof(float));
-  if (!out) throw bgevl::Error("failed writing " + path);
+std::vector<std::string> read_list(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw bgevl::FileNotFoundError("--images-from: cannot read " + path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) out.push_back(line);
+  }
+  if (out.empty()) throw UsageError("--images-from: " + path + " lists no files");
+  return out;
+}
+
+// FILE.npy -> FILE.jsonl (FILE.npy.jsonl when the name does not end in .npy).
+std::string rows_path(const std::string& out) {
+  const std::string ext = ".npy";
+  if (out.size() > ext.size() && out.compare(out.size() - ext.size(), ext.size(), ext) == 0)
+    return out.substr(0, out.size() - ext.size()) + ".jsonl";
+  return out + ".jsonl";
 }
 
 int encode(int argc, char** argv) {
-  std::string model, out, device = "cpu", dtype = "float32";
-  std::vector<bgevl::ImageInput> images;
-  std::vector<std::string> texts;
+  std::string model, out, device = "cpu", dtype = "float32", revision = "main";
+  std::vector<std::string> image_paths, texts;
   bgevl::EncodeOptions eo;
-  int threads = 0;
+  long long threads = 0;
   bool quiet = false;
-  std::string q_or_c = "c";
-  std::optional<std::string> instruction;
+  std::optional<std::string> q_or_c, instruction;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) throw UsageError(a + " needs a value");
       return argv[++i];
     };
-    auto number = [&](const std::string& v) {
+    auto number = [&](long long lo, long long hi) {
+      const std::string v = value();
       try {
         size_t used = 0;
-        const long n = std::stol(v, &used);
-        if (used != v.size() || n < 0) throw std::invalid_argument(v);
-        return n;
+        const long long n = std::stoll(v, &used);
+        if (used == v.size() && n >= lo && n <= hi) return n;
       } catch (const std::exception&) {
-        throw UsageError(a + " needs a non-negative whole number, got '" + v + "'");
       }
+      throw UsageError(a + " needs a whole number from " + std::to_string(lo) + " to " +
+                       std::to_string(hi) + ", got '" + v + "'");
     };
-    if (a == "--model") model = value();
-    else if (a == "--image") images.push_back(bgevl::ImageInput::path(value()));
-    else if (a == "--text") texts.push_back(value());
-    else if (a == "--out") out = value();
-    else if (a == "--device") device = value();
-    else if (a == "--dtype") dtype = value();
-    else if (a == "--batch-size") eo.batch_size = number(value());
-    else if (a == "--threads") threads = static_cast<int>(number(value()));
-    else if (a == "--truncate") eo.truncate = true;
-    else if (a == "--q-or-c") q_or_c = value();
-    else if (a == "--instruction") instruction = value();
-    else if (a == "--quiet") quiet = true;
+    if (a == "--model")
+      model = value();
+    else if (a == "--revision")
+      revision = value();
+    else if (a == "--image")
+      image_paths.push_back(value());
+    else if (a == "--images-from")
+      for (auto& p : read_list(value())) image_paths.push_back(p);
+    else if (a == "--text")
+      texts.push_back(value());
+    else if (a == "--out")
+      out = value();
+    else if (a == "--device")
+      device = value();
+    else if (a == "--dtype")
+      dtype = value();
+    else if (a == "--batch-size")
+      eo.batch_size = number(1, 1 << 20);
+    else if (a == "--threads")
+      threads = number(0, 1024);
+    else if (a == "--truncate")
+      eo.truncate = true;
+    else if (a == "--q-or-c")
+      q_or_c = value();
+    else if (a == "--instruction")
+      instruction = value();
+    else if (a == "--quiet")
+      quiet = true;
     else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
-    } else throw UsageError("unknown argument '" + a + "'");
+    } else
+      throw UsageError("unknown argument '" + a + "'");
   }
   if (model.empty()) throw UsageError("--model is required");
   if (out.empty()) throw UsageError("--out is required");
-  if (images.empty() && texts.empty()) throw UsageError("give at least one --image or --text");
-  if (!images.empty() && !texts.empty() && images.size() != texts.size())
-    throw UsageError("composed queries need as many --text as --image (got " +
-                     std::to_string(images.size()) + " images, " + std::to_string(texts.size()) +
-                     " texts)");
+  if (image_paths.empty() && texts.empty()) throw UsageError("give at least one --image or --text");
+  if (!image_paths.empty() && !texts.empty() && image_paths.size() != texts.size())
+    throw UsageError("composed queries need as many --text as images (got " +
+                     std::to_string(image_paths.size()) + " images, " +
+                     std::to_string(texts.size()) + " texts)");
+  bgevl::Prompt prompt;
+  if (q_or_c) prompt.role = bgevl::parse_role(*q_or_c);
+  if (instruction)
+    prompt.instruction =
+        *instruction == "cir" ? bgevl::kComposedRetrievalInstruction : *instruction;
   bgevl::LoadOptions lo;
   lo.device = bgevl::parse_device(device);
   lo.dtype = bgevl::parse_dtype(dtype);
-  lo.num_threads = threads;
+  lo.revision = revision;
+  std::vector<bgevl::ImageInput> images;
+  for (const auto& p : image_paths) images.push_back(bgevl::ImageInput::path(p));
+  const auto items = bgevl::make_items(images, texts, prompt);
+
+  // Both outputs are opened now: a folder that does not exist fails before the model loads.
+  bgevl::app::AtomicFile npy(out), rows(rows_path(out));
+
+  bgevl::set_num_threads(static_cast<int>(threads));
+  if (lo.device.is_cpu()) bgevl::tune_cpu_allocator();
+  const auto embedder = bgevl::load(model, lo);
   if (!quiet)
     eo.progress = [](int64_t done, int64_t total) {
       std::fprintf(stderr, "\rencoded %lld/%lld", static_cast<long long>(done),
                    static_cast<long long>(total));
       if (done == total) std::fputc('\n', stderr);
     };
-  torch::Tensor emb;
-  if (bgevl::model_family(model) == bgevl::ModelFamily::Clip) {
-    if (instruction || q_or_c != "c")
-      throw UsageError("--q-or-c and --instruction are for BGE-VL-MLLM models");
-    emb = bgevl::ClipEmbedder(model, lo).encode(images, texts, eo);
-  } else {
-    if (instruction && *instruction == "cir")
-      instruction = bgevl::MllmEmbedder::kComposedRetrievalInstruction;
-    emb = bgevl::MllmEmbedder(model, lo).encode(images, texts, q_or_c, instruction, eo);
+  const torch::Tensor emb = embedder->encode(items, eo);
+
+  bgevl::app::write_npy(npy, emb);
+  for (size_t i = 0; i < items.size(); ++i) {
+    nlohmann::ordered_json row = {{"row", i}};
+    if (!image_paths.empty()) row["image"] = image_paths[i];
+    if (!texts.empty()) row["text"] = texts[i];
+    rows.write(row.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
   }
-  write_npy(out, emb);
+  npy.commit();
+  rows.commit();
   std::cout << "wrote embeddings of shape [" << emb.size(0) << ", " << emb.size(1) << "] to " << out
-            << "\n";
+            << " (rows listed in " << rows.path() << ")\n";
   return 0;
 }
 

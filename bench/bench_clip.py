@@ -98,6 +98,7 @@ def run_side(impl, ckpt, n_images, n_texts, batch, threads):
     if impl == "bgevl":
         import bgevl
 
+        bgevl.tune_cpu_allocator()  # process-wide and explicit: what a user after speed calls
         model = bgevl.AutoModel.from_pretrained(ckpt, num_threads=threads)
     else:
         from transformers import AutoModel

@@ -58,6 +58,7 @@ def run_side(side, ckpt, dtype_name, n, threads, measure_only_load):
     if side == "bgevl":
         import bgevl
 
+        bgevl.tune_cpu_allocator()  # process-wide and explicit: what a user after speed calls
         model = bgevl.AutoModel.from_pretrained(ckpt, dtype=dtype, num_threads=threads)
         weights_mib = None  # the parent counts the tensors bgevl keeps
     else:

@@ -7,7 +7,8 @@
 2. A full-size random-weight BGE-VL-MLLM (7.57B parameters, Mistral-7B + ViT-L/14-336), written as
    4 bfloat16 shards, loaded by bgevl on CUDA in bfloat16: load time, peak host memory, GPU memory,
    and embeddings per second for composed queries and image candidates.
-Needs the Mistral tokenizer.model: $BGEVL_TOKENIZER_MODEL.
+The full-size random checkpoint needs the Mistral tokenizer.model: $BGEVL_TOKENIZER_MODEL (the tiny
+fixtures carry their own).
 """
 import json
 import os
@@ -32,26 +33,21 @@ TOK = os.environ.get("BGEVL_TOKENIZER_MODEL", os.path.join(ROOT, "..", "shared",
 
 
 def runnable(name, tmp):
-    d = os.path.join(tmp, name)
-    os.makedirs(d)
-    src = os.path.join(FIX, "llava", name)
-    for f in os.listdir(src):
-        shutil.copyfile(os.path.realpath(os.path.join(src, f)), os.path.join(d, f))
-    shutil.copyfile(TOK, os.path.join(d, "tokenizer.model"))
-    return d
+    """The fixture checkpoint, as it is (it carries its own tiny tokenizer.model)."""
+    return os.path.join(FIX, "llava", name)
 
 
 def images_arg(v):
     if v is None:
         return None
     names = [v] if isinstance(v, str) else v
-    ims = [Image.open(os.path.join(FIX, "images", n)) for n in names]
+    ims = [None if n is None else Image.open(os.path.join(FIX, "images", n)) for n in names]
     return ims[0] if isinstance(v, str) else ims
 
 
 def tiny(tmp):
     cases = json.load(open(os.path.join(FIX, "llava", "cases.json")))["cases"]
-    rgb = lambda v: v is None or all(n.endswith(".jpg") and n != "cmyk.jpg" for n in ([v] if isinstance(v, str) else v))  # noqa: E731
+    rgb = lambda v: v is None or all(n is None or n.endswith(".jpg") and n != "cmyk.jpg" for n in ([v] if isinstance(v, str) else v))  # noqa: E731
     cases = [c for c in cases if rgb(c["images"])]
     print(f"## Tiny LLaVA-NeXT fixtures ({len(cases)} cases with RGB JPEG or no images)\n")
     print("| checkpoint | device / dtype | max abs diff vs transformers 4.45.2 | vs bgevl CPU fp32 |")

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake pkg-config git
+PACKAGES=(build-essential cmake pkg-config git clang-format
           libtorch-dev python3-torch libopenblas0-openmp
           pybind11-dev python3-dev python3-venv python3-numpy python3-pil python3-pytest
           libopencv-dev libjpeg-dev libpng-dev libicu-dev nlohmann-json3-dev libgtest-dev)

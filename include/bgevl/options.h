@@ -1,4 +1,5 @@
-// Options shared by the bgevl embedders.
+// Options of bgevl::load and Embedder::encode. Neither changes any process-wide setting: threads
+// and the allocator are set by the explicit calls in bgevl/runtime.h.
 #pragma once
 
 #include <torch/torch.h>
@@ -10,28 +11,26 @@
 namespace bgevl {
 
 struct LoadOptions {
-  torch::Device device = torch::kCPU;          // where the weights live and the model runs
-  torch::ScalarType dtype = torch::kFloat32;   // float32 (the reference), float16 or bfloat16
-  int num_threads = 0;                         // CPU threads for libtorch; 0: every core
-  std::string revision = "main";               // hub-cache revision when loading by hub id
-  // On CPU, keep freed activation buffers in the heap (glibc mallopt: no per-allocation mmap,
-  // no trimming) instead of faulting fresh pages in for every layer: 10-20% faster on CPU.
-  // Process-wide; set false to leave the allocator alone.
-  bool tune_cpu_allocator = true;
+  torch::Device device = torch::kCPU;         // where the weights live and the model runs
+  torch::ScalarType dtype = torch::kFloat32;  // float32 (the reference), bfloat16, float16 (CUDA)
+  std::string revision = "main";              // hub-cache revision when loading by hub id
   // Called as tensors are loaded: (tensors done, tensors in all). Optional.
   std::function<void(size_t, size_t)> progress;
 };
 
 struct EncodeOptions {
-  int64_t batch_size = 32;   // inputs per forward pass; long lists are split into batches
-  bool truncate = false;     // cut texts longer than the model's positions instead of failing
-  // Called after each batch: (inputs done, inputs in all). Optional.
+  int64_t batch_size = 0;  // items per forward pass; 0: the model's default_batch_size()
+  // Cut texts longer than the model's positions (CLIP: 77 tokens) instead of failing. Families
+  // without such a limit (BGE-VL-MLLM) refuse it.
+  bool truncate = false;
+  // Called after each batch: (items done, items in all). Optional.
   std::function<void(int64_t, int64_t)> progress;
 };
 
 // "cpu", "cuda", "cuda:1" -> torch::Device; InvalidArgumentError otherwise.
 torch::Device parse_device(const std::string& name);
-// "float32"/"fp32", "float16"/"fp16"/"half", "bfloat16"/"bf16" -> dtype; InvalidArgumentError otherwise.
+// "float32"/"fp32", "float16"/"fp16"/"half", "bfloat16"/"bf16" -> dtype; InvalidArgumentError
+// otherwise.
 torch::ScalarType parse_dtype(const std::string& name);
 
 }  // namespace bgevl

@@ -1,4 +1,4 @@
-"""Conversions from what Python users pass to what the C++ core takes."""
+"""Conversions from what Python users pass to what the C++ core takes. Checks live in C++."""
 import os
 
 import torch
@@ -22,20 +22,14 @@ def _to_device_str(device):
     raise BgevlTypeError(f"device must be a str, int or torch.device, got {type(device).__name__}")
 
 
-_DTYPES = {
-    torch.float32: "float32",
-    torch.float16: "float16",
-    torch.bfloat16: "bfloat16",
-}
+_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
 def _to_dtype_str(dtype):
     if dtype is None:
         return None
     if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype}")
-        return _DTYPES[dtype]
+        return _DTYPES.get(dtype, str(dtype)[len("torch."):])
     if isinstance(dtype, str):
         return dtype[len("torch."):] if dtype.startswith("torch.") else dtype
     raise BgevlTypeError(f"dtype must be a torch.dtype or str, got {type(dtype).__name__}")
@@ -45,15 +39,35 @@ def _dtype_from_str(name):
     return {"Float": torch.float32, "Half": torch.float16, "BFloat16": torch.bfloat16}[name]
 
 
-# PIL modes that survive a PNG round trip exactly (and that bgevl's decoder opens as PIL does).
-_PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
+# PIL modes handed to C++ as pixels in their own mode (for pipelines that resize before
+# converting to RGB); "P" and "1" go as their RGB / grey expansion and keep PIL's nearest resize.
+_OWN_MODES = ("L", "LA", "RGB", "RGBA", "CMYK")
+
+
+def _pil_input(im, keep_mode):
+    import numpy as np
+
+    def pixels(img, mode=None):
+        t = torch.from_numpy(np.array(img, dtype=np.uint8))  # a writable, contiguous copy
+        return _C.ImageInput.pixels(t) if mode is None else _C.ImageInput.pixels(t, mode)
+
+    if not keep_mode:  # what the reference does with a file: Image.open(p).convert("RGB")
+        return pixels(im if im.mode == "RGB" else im.convert("RGB"))
+    if im.mode in _OWN_MODES:
+        return pixels(im, im.mode)
+    if im.mode == "P":
+        return pixels(im.convert("RGB"), "P")
+    if im.mode == "1":
+        return pixels(im.convert("L"), "1")
+    return pixels(im.convert("RGB"))  # 16-bit, float, YCbCr, ...: converted first
 
 
 def image_input(obj, keep_mode=False):
-    """One image: a path (str or os.PathLike), encoded bytes, a PIL image or an HxWx3 uint8 array.
+    """One image: a path (str or os.PathLike), encoded bytes, a PIL image, or an HxW / HxWxC uint8
+    array or tensor.
 
-    keep_mode: a PIL image keeps its mode (through a lossless PNG) instead of being converted to
-    RGB first, for pipelines that resize before converting (BGE-VL-MLLM)."""
+    keep_mode: a PIL image keeps its mode instead of being converted to RGB first, for pipelines
+    that resize before converting (BGE-VL-MLLM)."""
     if isinstance(obj, (str, os.PathLike)):
         return _C.ImageInput.path(os.fspath(obj))
     if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -62,59 +76,34 @@ def image_input(obj, keep_mode=False):
         from PIL import Image as _PILImage
 
         if isinstance(obj, _PILImage.Image):
-            import numpy as np
-
-            if keep_mode and obj.mode in _PNG_MODES:
-                import io
-
-                buf = io.BytesIO()
-                obj.save(buf, format="PNG")
-                return _C.ImageInput.bytes(buf.getvalue())
-
-            # What the reference does with a file: Image.open(p).convert("RGB").
-            return _C.ImageInput.pixels(torch.from_numpy(np.array(obj.convert("RGB"), dtype=np.uint8)))
+            return _pil_input(obj, keep_mode)
     except ImportError:
         pass
     if type(obj).__module__ == "numpy" and type(obj).__name__ == "ndarray":
-        import numpy as np
-
-        if obj.dtype != np.uint8:
-            raise ValueError(f"image arrays must be uint8 HxWx3 (RGB), got dtype {obj.dtype}")
-        obj = torch.from_numpy(np.array(obj, copy=True, order="C"))
+        try:
+            obj = torch.from_numpy(obj.copy(order="C"))
+        except TypeError as e:
+            raise BgevlTypeError(f"image arrays must be uint8, got dtype {obj.dtype}") from e
     if isinstance(obj, torch.Tensor):
-        if obj.dtype != torch.uint8 or obj.dim() not in (2, 3):
-            raise ValueError(
-                f"image tensors must be uint8 HxWx3 (RGB), got {obj.dtype} {tuple(obj.shape)}")
         return _C.ImageInput.pixels(obj.detach().cpu().contiguous())
     raise BgevlTypeError(
         "an image must be a file path, bytes, a PIL.Image.Image or an HxWx3 uint8 numpy array, "
         f"got {type(obj).__name__}")
 
 
-def as_list(value, what):
-    """(items, was_single): a single item becomes a one-element list."""
-    if value is None:
-        return [], False
-    if isinstance(value, (list, tuple)):
-        if len(value) == 0:
-            raise ValueError(f"{what} is an empty list")
-        return list(value), False
-    return [value], True
+def _is_list(value):
+    return isinstance(value, (list, tuple))
 
 
-def texts(value):
-    items, single = as_list(value, "text")
-    for i, t in enumerate(items):
-        if not isinstance(t, str):
-            raise BgevlTypeError(f"text[{i}] must be a str, got {type(t).__name__}")
-    return items, single
-
-
-def images(value, keep_mode=False):
-    if isinstance(value, (list, tuple)):
-        items, single = as_list(value, "images")
-    elif value is None:
-        return [], False
-    else:
-        items, single = [value], True
-    return [image_input(x, keep_mode) for x in items], single
+def items(images, text, keep_mode=False):
+    """Parallel lists (images, texts) for the core; None entries stay None. A single item becomes
+    a one-element list; an image list with a single text (or the reverse) is refused, since the
+    reference would zip a string's characters with the images."""
+    if images is not None and text is not None and _is_list(images) != _is_list(text):
+        raise ValueError("images and text must both be lists or both be single items")
+    img = [] if images is None else (list(images) if _is_list(images) else [images])
+    txt = [] if text is None else (list(text) if _is_list(text) else [text])
+    for i, t in enumerate(txt):
+        if t is not None and not isinstance(t, str):
+            raise BgevlTypeError(f"text[{i}] must be a str or None, got {type(t).__name__}")
+    return [None if x is None else image_input(x, keep_mode) for x in img], txt

@@ -2,8 +2,8 @@
 import torch
 
 from . import _C
-from ._inputs import _to_device_str, _to_dtype_str, images as _images, texts as _texts
-from ._model import _Model, _progress
+from ._inputs import items as _items
+from ._model import Model, register_family
 
 
 class BatchEncoding(dict):
@@ -35,60 +35,43 @@ class CLIPProcessor:
             raise ValueError("You have to specify either text or images. Both cannot be none.")
         out = BatchEncoding()
         if text is not None:
-            items, _ = _texts(text)
-            ids, mask = self._core.tokenize(items, bool(truncation))
-            out["input_ids"], out["attention_mask"] = ids, mask
+            _, txt = _items(None, text)
+            out["input_ids"], out["attention_mask"] = self._core.tokenize(txt, bool(truncation))
         if images is not None:
-            items, _ = _images(images)
-            out["pixel_values"] = self._core.pixel_values(items)
+            img, _ = _items(images, None)
+            out["pixel_values"] = self._core.pixel_values(img)
         return out
 
 
-class CLIPModel(_Model):
+@register_family("clip")
+class CLIPModel(Model):
     """Returned by `bgevl.AutoModel.from_pretrained` for BGE-VL-base / BGE-VL-large checkpoints."""
 
-    def __init__(self, path_or_id, device=None, dtype=None, num_threads=0, revision="main",
-                 progress=None):
-        self._core = _C.ClipEmbedder(str(path_or_id), _to_device_str(device) or "cpu",
-                                     _to_dtype_str(dtype) or "float32", int(num_threads), revision,
-                                     progress)
-        self.processor = CLIPProcessor(self._core)
+    _core_class = _C.ClipEmbedder
 
-    @property
-    def embedding_dim(self):
-        return self._core.embedding_dim
+    def _init_core(self, core):
+        super()._init_core(core)
+        self.processor = CLIPProcessor(core)
 
     # --- the model card's API ------------------------------------------------------------------
-    def encode(self, images=None, text=None, batch_size=32, truncate=False, progress=None):
+    def encode(self, images=None, text=None, batch_size=None, truncate=False, progress=None):
         """L2-normalised embeddings [N, D] (float32, on the model's device).
 
         images only, text only, or both (composed query: the projected vectors are summed, then
-        normalised). A single item gives N = 1; lists of images and texts must have equal lengths.
-        `progress`: True for a progress bar on stderr, or a callable (done, total)."""
-        if images is None and text is None:
-            raise ValueError("images and text cannot both be None")
-        if images is not None and text is not None:
-            if isinstance(images, (list, tuple)) != isinstance(text, (list, tuple)):
-                raise ValueError("images and text must be the same type: list or single item")
-        img, _ = _images(images)
-        txt, _ = _texts(text)
-        if img and txt and len(img) != len(txt):
-            raise ValueError(
-                f"images and text must be lists of the same length ({len(img)} images, {len(txt)} texts)")
-        return self._core.encode(img, txt, int(batch_size), bool(truncate), _progress(progress))
+        normalised). A single item gives N = 1; lists of images and texts must have equal lengths
+        (a None entry leaves that item's text or image out). `batch_size`: items per forward pass
+        (default 32). `progress`: True for a progress bar, or a callable (done, total)."""
+        return self._encode(images, text, batch_size=batch_size, truncate=truncate,
+                            progress=progress)
 
     def get_text_features(self, input_ids=None, attention_mask=None, **kwargs):
         if input_ids is None:
             raise ValueError("input_ids is required")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        return self._core.text_features(input_ids, attention_mask)
+        return self._core.get_text_features(input_ids, attention_mask)
 
     def get_image_features(self, pixel_values=None, **kwargs):
         if pixel_values is None:
             raise ValueError("pixel_values is required")
-        return self._core.image_features(pixel_values)
-
-    def __repr__(self):
-        return (f"bgevl.CLIPModel({self._core.model_dir!r}, device={self._core.device}, "
-                f"dtype={self.dtype}, dim={self.embedding_dim})")
+        return self._core.get_image_features(pixel_values)

@@ -1,33 +1,37 @@
-// bgevl._C: a thin pybind11 layer over the C++ embedders. Conveniences live in python/bgevl.
+// bgevl._C: a thin pybind11 layer over the C++ API. Conveniences live in python/bgevl; checks
+// live in C++ (this layer only converts).
 #include <pybind11/functional.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <torch/extension.h>
 
 #include "bgevl/bgevl.h"
+#include "runtime/inputs.h"
 
 namespace py = pybind11;
 using namespace bgevl;
 
 namespace {
 
-// A Python progress callable called from C++ worker code: take the GIL around each call.
+// A Python progress callable called from C++ code: take the GIL around each call.
 template <typename... A>
 std::function<void(A...)> with_gil(py::object fn) {
   if (fn.is_none()) return {};
-  auto shared = std::make_shared<py::object>(std::move(fn));
+  auto shared = std::shared_ptr<py::object>(new py::object(std::move(fn)), [](py::object* o) {
+    py::gil_scoped_acquire gil;  // the last copy may die on a thread without the GIL
+    delete o;
+  });
   return [shared](A... args) {
     py::gil_scoped_acquire gil;
     (*shared)(args...);
   };
 }
 
-LoadOptions load_options(const std::string& device, const std::string& dtype, int num_threads,
+LoadOptions load_options(const std::string& device, const std::string& dtype,
                          const std::string& revision, py::object progress) {
   LoadOptions o;
   o.device = parse_device(device);
   o.dtype = parse_dtype(dtype);
-  o.num_threads = num_threads;
   o.revision = revision;
   o.progress = with_gil<size_t, size_t>(std::move(progress));
   return o;
@@ -40,6 +44,19 @@ EncodeOptions encode_options(int64_t batch_size, bool truncate, py::object progr
   o.progress = with_gil<int64_t, int64_t>(std::move(progress));
   return o;
 }
+
+Prompt prompt_of(const std::optional<std::string>& q_or_c,
+                 const std::optional<std::string>& instruction) {
+  Prompt p;
+  if (q_or_c) p.role = parse_role(*q_or_c);
+  p.instruction = instruction;
+  return p;
+}
+
+using Images = std::vector<std::optional<ImageInput>>;
+using Texts = std::vector<std::optional<std::string>>;
+
+std::string dtype_name(torch::ScalarType t) { return c10::toString(t); }
 
 }  // namespace
 
@@ -60,43 +77,93 @@ PYBIND11_MODULE(_C, m) {
     }
   });
 
+  m.def("set_num_threads", &bgevl::set_num_threads, py::arg("num_threads"));
+  m.def("get_num_threads", &bgevl::num_threads);
+  m.def("tune_cpu_allocator", &bgevl::tune_cpu_allocator);
   m.def(
-      "model_kind",
+      "model_family",
       [](const std::string& path_or_id, const std::string& revision) {
-        return model_family(path_or_id, revision) == ModelFamily::Clip ? "clip" : "llava_next";
+        return std::string(family_name(model_family(path_or_id, revision)));
       },
       py::arg("path_or_id"), py::arg("revision") = "main",
       "The model family of a checkpoint folder or cached hub id: 'clip' or 'llava_next'.");
+  m.def(
+      "load",
+      [](const std::string& path, const std::string& device, const std::string& dtype,
+         const std::string& revision, py::object progress) {
+        auto opts = load_options(device, dtype, revision, std::move(progress));
+        py::gil_scoped_release nogil;
+        return bgevl::load(path, opts);
+      },
+      py::arg("path_or_id"), py::arg("device") = "cpu", py::arg("dtype") = "float32",
+      py::arg("revision") = "main", py::arg("progress") = py::none(),
+      "Loads a checkpoint with the family its config.json names (ClipEmbedder, MllmEmbedder).");
 
   py::class_<ImageInput>(m, "ImageInput")
       .def_static("path", &ImageInput::path, py::arg("path"))
-      .def_static("bytes", [](py::bytes b) { return ImageInput::bytes(std::string(b)); },
-                  py::arg("data"))
-      .def_static("pixels", &ImageInput::pixels, py::arg("hwc_uint8"));
+      .def_static(
+          "bytes", [](py::bytes b) { return ImageInput::bytes(std::string(b)); }, py::arg("data"))
+      .def_static("pixels", py::overload_cast<torch::Tensor>(&ImageInput::pixels),
+                  py::arg("hwc_uint8"))
+      .def_static("pixels", py::overload_cast<torch::Tensor, std::string>(&ImageInput::pixels),
+                  py::arg("hwc_uint8"), py::arg("mode"))
+      .def_property_readonly("kind", [](const ImageInput& in) {
+        switch (in.kind()) {
+          case ImageInput::Kind::Path:
+            return "path";
+          case ImageInput::Kind::Bytes:
+            return "bytes";
+          case ImageInput::Kind::Pixels:
+            return "pixels";
+        }
+        return "unknown";
+      });
 
-  py::class_<ClipEmbedder>(m, "ClipEmbedder")
+  py::class_<Embedder>(m, "Embedder")
+      .def(
+          "encode",
+          [](const Embedder& self, const Images& images, const Texts& texts,
+             const std::optional<std::string>& q_or_c,
+             const std::optional<std::string>& instruction, int64_t batch_size, bool truncate,
+             py::object progress) {
+            auto items = runtime::zip_items(images, texts, prompt_of(q_or_c, instruction));
+            auto opts = encode_options(batch_size, truncate, std::move(progress));
+            py::gil_scoped_release nogil;
+            return self.encode(items, opts);
+          },
+          py::arg("images"), py::arg("texts"), py::arg("q_or_c") = py::none(),
+          py::arg("instruction") = py::none(), py::arg("batch_size") = 0,
+          py::arg("truncate") = false, py::arg("progress") = py::none(),
+          "L2-normalised embeddings [N, D] of parallel lists of images and texts (None entries "
+          "allowed).")
+      .def(
+          "to",
+          [](Embedder& self, const std::string& device, const std::string& dtype) {
+            auto d = parse_device(device);
+            auto t = parse_dtype(dtype);
+            py::gil_scoped_release nogil;
+            self.to(d, t);
+          },
+          py::arg("device"), py::arg("dtype"))
+      .def("set_processor", &Embedder::set_processor, py::arg("path_or_id"),
+           py::arg("revision") = "", py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("family", [](const Embedder& s) { return family_name(s.family()); })
+      .def_property_readonly("device", [](const Embedder& s) { return s.device().str(); })
+      .def_property_readonly("dtype", [](const Embedder& s) { return dtype_name(s.dtype()); })
+      .def_property_readonly("embedding_dim", &Embedder::embedding_dim)
+      .def_property_readonly("default_batch_size", &Embedder::default_batch_size)
+      .def_property_readonly("model_dir", &Embedder::model_dir)
+      .def_property_readonly("revision", &Embedder::revision);
+
+  py::class_<ClipEmbedder, Embedder>(m, "ClipEmbedder")
       .def(py::init([](const std::string& path, const std::string& device, const std::string& dtype,
-                       int num_threads, const std::string& revision, py::object progress) {
-             auto opts = load_options(device, dtype, num_threads, revision, std::move(progress));
+                       const std::string& revision, py::object progress) {
+             auto opts = load_options(device, dtype, revision, std::move(progress));
              py::gil_scoped_release nogil;
              return std::make_unique<ClipEmbedder>(path, opts);
            }),
            py::arg("path_or_id"), py::arg("device") = "cpu", py::arg("dtype") = "float32",
-           py::arg("num_threads") = 0, py::arg("revision") = "main", py::arg("progress") = py::none())
-      .def("set_processor", &ClipEmbedder::set_processor, py::arg("path_or_id"),
-           py::call_guard<py::gil_scoped_release>())
-      .def(
-          "encode",
-          [](const ClipEmbedder& self, const std::vector<ImageInput>& images,
-             const std::vector<std::string>& texts, int64_t batch_size, bool truncate,
-             py::object progress) {
-            auto opts = encode_options(batch_size, truncate, std::move(progress));
-            py::gil_scoped_release nogil;
-            return self.encode(images, texts, opts);
-          },
-          py::arg("images"), py::arg("texts"), py::arg("batch_size") = 32,
-          py::arg("truncate") = false, py::arg("progress") = py::none(),
-          "L2-normalised embeddings [N, D]: images only, texts only, or composed pairs.")
+           py::arg("revision") = "main", py::arg("progress") = py::none())
       .def(
           "tokenize",
           [](const ClipEmbedder& self, const std::vector<std::string>& texts, bool truncate) {
@@ -108,57 +175,44 @@ PYBIND11_MODULE(_C, m) {
       .def("pixel_values", &ClipEmbedder::pixel_values, py::arg("images"),
            py::call_guard<py::gil_scoped_release>())
       .def(
-          "text_features",
+          "get_text_features",
           [](const ClipEmbedder& self, torch::Tensor ids, torch::Tensor mask) {
             py::gil_scoped_release nogil;
-            return self.text_features({ids, mask});
+            return self.get_text_features({ids, mask});
           },
           py::arg("input_ids"), py::arg("attention_mask"))
-      .def("image_features", &ClipEmbedder::image_features, py::arg("pixel_values"),
-           py::call_guard<py::gil_scoped_release>())
-      .def(
-          "to",
-          [](ClipEmbedder& self, const std::string& device, const std::string& dtype) {
-            auto d = parse_device(device);
-            auto t = parse_dtype(dtype);
-            py::gil_scoped_release nogil;
-            self.to(d, t);
-          },
-          py::arg("device"), py::arg("dtype"))
-      .def_property_readonly("device", [](const ClipEmbedder& s) { return s.device().str(); })
-      .def_property_readonly("dtype",
-                             [](const ClipEmbedder& s) { return std::string(c10::toString(s.dtype())); })
-      .def_property_readonly("embedding_dim", &ClipEmbedder::embedding_dim)
-      .def_property_readonly("model_dir", &ClipEmbedder::model_dir);
+      .def("get_image_features", &ClipEmbedder::get_image_features, py::arg("pixel_values"),
+           py::call_guard<py::gil_scoped_release>());
 
-  py::class_<MllmEmbedder>(m, "MllmEmbedder")
+  py::class_<MllmEmbedder, Embedder>(m, "MllmEmbedder")
       .def(py::init([](const std::string& path, const std::string& device, const std::string& dtype,
-                       int num_threads, const std::string& revision, py::object progress) {
-             auto opts = load_options(device, dtype, num_threads, revision, std::move(progress));
+                       const std::string& revision, py::object progress) {
+             auto opts = load_options(device, dtype, revision, std::move(progress));
              py::gil_scoped_release nogil;
              return std::make_unique<MllmEmbedder>(path, opts);
            }),
            py::arg("path_or_id"), py::arg("device") = "cpu", py::arg("dtype") = "float32",
-           py::arg("num_threads") = 0, py::arg("revision") = "main", py::arg("progress") = py::none())
-      .def("set_processor", &MllmEmbedder::set_processor, py::arg("path_or_id"),
-           py::call_guard<py::gil_scoped_release>())
+           py::arg("revision") = "main", py::arg("progress") = py::none())
       .def_static(
           "prompt",
-          [](std::optional<std::string> text, bool has_image, const std::string& q_or_c,
-             std::optional<std::string> instruction) {
-            return MllmEmbedder::prompt(text ? &*text : nullptr, has_image, q_or_c, instruction);
+          [](const std::optional<std::string>& text, bool has_image,
+             const std::optional<std::string>& q_or_c,
+             const std::optional<std::string>& instruction) {
+            return MllmEmbedder::prompt(text, has_image, prompt_of(q_or_c, instruction));
           },
-          py::arg("text"), py::arg("has_image"), py::arg("q_or_c"), py::arg("task_instruction"))
+          py::arg("text"), py::arg("has_image"), py::arg("q_or_c"), py::arg("instruction"))
       .def(
           "data_process",
-          [](const MllmEmbedder& self, const std::vector<ImageInput>& images,
-             const std::vector<std::string>& texts, const std::string& q_or_c,
-             std::optional<std::string> instruction) {
+          [](const MllmEmbedder& self, const Images& images, const Texts& texts,
+             const std::optional<std::string>& q_or_c,
+             const std::optional<std::string>& instruction) {
+            auto items = runtime::zip_items(images, texts, prompt_of(q_or_c, instruction));
             py::gil_scoped_release nogil;
-            auto in = self.data_process(images, texts, q_or_c, instruction);
-            return std::make_tuple(in.input_ids, in.attention_mask, in.pixel_values, in.image_sizes);
+            auto in = self.data_process(items);
+            return std::make_tuple(in.input_ids, in.attention_mask, in.pixel_values,
+                                   in.image_sizes);
           },
-          py::arg("images"), py::arg("texts"), py::arg("q_or_c"), py::arg("task_instruction"))
+          py::arg("images"), py::arg("texts"), py::arg("q_or_c"), py::arg("instruction"))
       .def(
           "forward",
           [](const MllmEmbedder& self, torch::Tensor ids, torch::Tensor mask, torch::Tensor px,
@@ -167,31 +221,6 @@ PYBIND11_MODULE(_C, m) {
             return self.forward({ids, mask, px, sizes});
           },
           py::arg("input_ids"), py::arg("attention_mask"), py::arg("pixel_values"),
-          py::arg("image_sizes"))
-      .def(
-          "encode",
-          [](const MllmEmbedder& self, const std::vector<ImageInput>& images,
-             const std::vector<std::string>& texts, const std::string& q_or_c,
-             std::optional<std::string> instruction, int64_t batch_size, py::object progress) {
-            auto opts = encode_options(batch_size, false, std::move(progress));
-            py::gil_scoped_release nogil;
-            return self.encode(images, texts, q_or_c, instruction, opts);
-          },
-          py::arg("images"), py::arg("texts"), py::arg("q_or_c"), py::arg("task_instruction"),
-          py::arg("batch_size") = 8, py::arg("progress") = py::none())
-      .def(
-          "to",
-          [](MllmEmbedder& self, const std::string& device, const std::string& dtype) {
-            auto d = parse_device(device);
-            auto t = parse_dtype(dtype);
-            py::gil_scoped_release nogil;
-            self.to(d, t);
-          },
-          py::arg("device"), py::arg("dtype"))
-      .def_property_readonly("device", [](const MllmEmbedder& s) { return s.device().str(); })
-      .def_property_readonly("dtype",
-                             [](const MllmEmbedder& s) { return std::string(c10::toString(s.dtype())); })
-      .def_property_readonly("hidden_size", &MllmEmbedder::hidden_size)
-      .def_property_readonly("model_dir", &MllmEmbedder::model_dir);
-  m.attr("COMPOSED_RETRIEVAL_INSTRUCTION") = MllmEmbedder::kComposedRetrievalInstruction;
+          py::arg("image_sizes"));
+  m.attr("COMPOSED_RETRIEVAL_INSTRUCTION") = bgevl::kComposedRetrievalInstruction;
 }

@@ -39,8 +39,8 @@ std::string resolve_model_dir(const std::string& path_or_id, const std::string& 
                   " is a file; give the checkpoint folder");
 
   static const std::regex hub_id(R"(^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$)");
-  BGEVL_CHECK(std::regex_match(path_or_id, hub_id), FileNotFoundError, "model folder not found: ",
-              path_or_id);
+  BGEVL_CHECK(std::regex_match(path_or_id, hub_id), FileNotFoundError,
+              "model folder not found: ", path_or_id);
 
   const fs::path cache = hub_cache_dir();
   std::string repo = path_or_id;
@@ -48,7 +48,8 @@ std::string resolve_model_dir(const std::string& path_or_id, const std::string& 
   const fs::path model_root =
       cache / ("models--" + repo.substr(0, slash) + "--" + repo.substr(slash + 1));
   BGEVL_CHECK(fs::is_directory(model_root, ec), FileNotFoundError, "'", path_or_id,
-              "' is neither a folder nor in the Hugging Face cache (looked for ", model_root.string(),
+              "' is neither a folder nor in the Hugging Face cache (looked for ",
+              model_root.string(),
               "; bgevl never downloads: fetch it with `huggingface-cli download ", path_or_id,
               "` or give the folder)");
   std::string rev = revision;

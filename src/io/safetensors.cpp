@@ -42,8 +42,8 @@ torch::ScalarType to_torch_dtype(const std::string& dtype, const std::string& pa
 
 size_t dtype_size(const std::string& dtype) {
   static const std::map<std::string, size_t> sizes = {
-      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
-      {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2}, {"U32", 4}, {"U64", 8}};
+      {"F64", 8}, {"F32", 4}, {"F16", 2},  {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
+      {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2},  {"U32", 4}, {"U64", 8}};
   auto it = sizes.find(dtype);
   BGEVL_CHECK_ARG(it != sizes.end(), "unknown safetensors dtype '", dtype, "'");
   return it->second;
@@ -139,8 +139,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     std::sort(ranges.begin(), ranges.end());
     for (size_t i = 1; i < ranges.size(); ++i) {
       BGEVL_CHECK_ARG(ranges[i].first >= ranges[i - 1].second, "safetensors file ", path,
-                      ": tensors overlap at bytes [", ranges[i].first, ", ",
-                      ranges[i - 1].second, ")");
+                      ": tensors overlap at bytes [", ranges[i].first, ", ", ranges[i - 1].second,
+                      ")");
     }
   } catch (...) {
     if (map_) ::munmap(map_, size_);
@@ -176,7 +176,7 @@ torch::Tensor SafetensorsFile::load(const std::string& name, torch::ScalarType d
   // Drop the file pages just read: the loader never holds the checkpoint twice.
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   const uint64_t abs_begin = data_start_ + info.begin;
-  const uint64_t first = (abs_begin + page - 1) / page * page;   // whole pages only
+  const uint64_t first = (abs_begin + page - 1) / page * page;  // whole pages only
   const uint64_t last = (abs_begin + nbytes) / page * page;
   if (last > first) ::madvise(map_ + first, last - first, MADV_DONTNEED);
   return out;
@@ -240,8 +240,8 @@ WeightSet WeightSet::open_dir(const std::string& dir) {
     WeightSet ws = open_files(paths);
     for (const auto& [tensor, shard] : expected) {
       auto it = ws.where_.find(tensor);
-      BGEVL_CHECK_ARG(it != ws.where_.end(), index.string(), " says tensor '", tensor,
-                      "' is in ", shard, " but no shard holds it");
+      BGEVL_CHECK_ARG(it != ws.where_.end(), index.string(), " says tensor '", tensor, "' is in ",
+                      shard, " but no shard holds it");
       BGEVL_CHECK_ARG(fs::path(ws.file_paths_[it->second]).filename() == shard, index.string(),
                       " says tensor '", tensor, "' is in ", shard, " but it is in ",
                       ws.file_paths_[it->second]);

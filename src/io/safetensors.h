@@ -13,9 +13,9 @@
 namespace bgevl::io {
 
 struct TensorInfo {
-  std::string dtype;           // safetensors dtype name: F32, F16, BF16, I64, ...
+  std::string dtype;  // safetensors dtype name: F32, F16, BF16, I64, ...
   std::vector<int64_t> shape;
-  uint64_t begin = 0;          // byte offsets relative to the start of the data section
+  uint64_t begin = 0;  // byte offsets relative to the start of the data section
   uint64_t end = 0;
 };
 
@@ -33,7 +33,8 @@ class SafetensorsFile {
 
   // The tensor converted to dtype on device. The bytes are read straight from the mapping; the
   // pages are released again after the copy, so loading a model never holds a second copy.
-  torch::Tensor load(const std::string& name, torch::ScalarType dtype, const torch::Device& device) const;
+  torch::Tensor load(const std::string& name, torch::ScalarType dtype,
+                     const torch::Device& device) const;
 
  private:
   std::string path_;
@@ -56,7 +57,8 @@ class WeightSet {
   std::vector<std::string> names() const;
   bool contains(const std::string& name) const { return where_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
-  torch::Tensor load(const std::string& name, torch::ScalarType dtype, const torch::Device& device) const;
+  torch::Tensor load(const std::string& name, torch::ScalarType dtype,
+                     const torch::Device& device) const;
   const std::vector<std::string>& files() const { return file_paths_; }
 
  private:

@@ -1,35 +1,11 @@
-#include "nn/module.h"
+#include "nn/load.h"
 
 #include <sstream>
 
 #include "bgevl/errors.h"
+#include "nn/module.h"
 
 namespace bgevl::nn {
-
-torch::Tensor ModuleBase::declare(const std::string& name, std::vector<int64_t> shape) {
-  declared_[name] = std::move(shape);
-  return register_parameter(name, torch::empty({0}), /*requires_grad=*/false);
-}
-
-LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
-  weight = declare("weight", {out, in});
-  if (with_bias) bias = declare("bias", {out});
-}
-
-LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : dim_(dim), eps_(eps) {
-  weight = declare("weight", {dim});
-  bias = declare("bias", {dim});
-}
-
-std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name) {
-  if (name == "quick_gelu") return [](const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); };
-  if (name == "gelu") return [](const torch::Tensor& x) { return torch::gelu(x); };
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh")
-    return [](const torch::Tensor& x) { return torch::gelu(x, "tanh"); };
-  if (name == "relu") return [](const torch::Tensor& x) { return torch::relu(x); };
-  if (name == "silu") return [](const torch::Tensor& x) { return torch::silu(x); };
-  throw InvalidArgumentError(detail::concat("unsupported activation '", name, "'"));
-}
 
 namespace {
 std::string shape_str(const std::vector<int64_t>& s) {

@@ -1,16 +1,14 @@
-// The base of bgevl's layers: parameters are declared by Hugging Face name and shape but hold no
-// memory until the checkpoint fills them, so a 7B model is never allocated twice or initialised.
+// The base of bgevl's layers and the small blocks every family uses. Parameters are declared by
+// Hugging Face name and shape but hold no memory until the checkpoint fills them (nn/load.h), so
+// a 7B model is never allocated twice or initialised.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
-
-#include "io/safetensors.h"
 
 namespace bgevl::nn {
 
@@ -49,22 +47,53 @@ class LayerNormImpl : public ModuleBase {
 };
 TORCH_MODULE(LayerNorm);
 
+// transformers' LlamaRMSNorm / MistralRMSNorm: w * (x * rsqrt(mean(x^2) + eps)), computed in
+// float32 and cast back to x's dtype before the weight.
+class RmsNormImpl : public ModuleBase {
+ public:
+  RmsNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x) const;
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RmsNorm);
+
+class EmbeddingImpl : public ModuleBase {
+ public:
+  EmbeddingImpl(int64_t num, int64_t dim) { weight = declare("weight", {num, dim}); }
+  torch::Tensor forward(const torch::Tensor& ids) const { return torch::embedding(weight, ids); }
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
 // Activation by transformers' ACT2FN name.
 std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name);
 
-struct LoadReport {
-  size_t loaded = 0;
-  uint64_t bytes = 0;
-};
+// fc2(act(fc1(x))), with biases (CLIP's MLP).
+class MlpImpl : public ModuleBase {
+ public:
+  MlpImpl(int64_t hidden, int64_t inner, const std::string& act);
+  torch::Tensor forward(const torch::Tensor& x) const {
+    return fc2->forward(act_(fc1->forward(x)));
+  }
+  Linear fc1{nullptr}, fc2{nullptr};
 
-// Fills every declared parameter of `root` from `weights` (names: prefix + module path), converting
-// to dtype on device. Checkpoint tensors in `ignore` (exact names) or starting with one of
-// `ignore_prefixes` are skipped. Missing, unexpected and mis-shaped tensors are reported
-// together in one InvalidArgumentError. `progress` (may be empty) is called after each tensor.
-LoadReport load_weights(torch::nn::Module& root, const io::WeightSet& weights,
-                        torch::ScalarType dtype, const torch::Device& device,
-                        const std::string& prefix, const std::set<std::string>& ignore,
-                        const std::vector<std::string>& ignore_prefixes,
-                        const std::function<void(size_t, size_t)>& progress = {});
+ private:
+  std::function<torch::Tensor(const torch::Tensor&)> act_;
+};
+TORCH_MODULE(Mlp);
+
+// down_proj(silu(gate_proj(x)) * up_proj(x)), no biases (Llama/Mistral's MLP).
+class GatedMlpImpl : public ModuleBase {
+ public:
+  GatedMlpImpl(int64_t hidden, int64_t inner);
+  torch::Tensor forward(const torch::Tensor& x) const {
+    return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  }
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(GatedMlp);
 
 }  // namespace bgevl::nn

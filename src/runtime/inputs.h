@@ -1,39 +1,36 @@
-// Pieces every embedder uses: option parsing, thread set-up, image inputs -> decoded images.
+// The items an embedder is given, on their way in: checks that need no decoding (run on every
+// item before anything is computed), decoding as PIL would open an image, normalising outputs.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <cstddef>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include "bgevl/embedder.h"
 #include "bgevl/image_input.h"
-#include "bgevl/options.h"
-#include "io/config.h"
 #include "vision/image.h"
 
-namespace bgevl::detail {
+namespace bgevl::runtime {
 
-// Sets libtorch's intra-op threads (0: every core) once per process or on change.
-void configure_threads(int num_threads);
-
-// glibc: large blocks stay in the heap once freed (see LoadOptions::tune_cpu_allocator).
-void tune_cpu_allocator();
-
-// What every embedder does before building its model: threads, allocator, dtype check, the
-// folder (hub cache resolved) and its config.json, which must describe a model of `kind`.
-// Returns the config.json path.
-std::string prepare_load(const std::string& path_or_id, const LoadOptions& options,
-                         io::ModelKind kind, std::string* model_dir);
-
-// The three dtypes the models run in; InvalidArgumentError otherwise.
-void check_model_dtype(torch::ScalarType dtype);
+// What can be told about an image input without decoding it: a path names a readable file (not a
+// folder), bytes are not empty, pixels have a supported dtype, shape and mode. `item` is the
+// item's index, for the message. FileNotFoundError / InvalidArgumentError.
+void check_image(const ImageInput& in, size_t item);
 
 // Decodes one input as PIL would open it (mode kept; no RGB conversion yet).
-vision::Image decode_input(const ImageInput& in);
+vision::Image decode(const ImageInput& in);
 
-// Runs fn(i) for i in [0, n) on libtorch's thread pool; exceptions reach the caller.
-void parallel_items(int64_t n, const std::function<void(int64_t)>& fn);
+// Items from parallel lists, as encode(images=..., text=...) takes them: either list may be empty,
+// else they have equal lengths; an entry may be absent (a candidate without a caption). Every
+// item gets `prompt`. InvalidArgumentError when both lists are empty or their lengths differ.
+std::vector<EmbedItem> zip_items(const std::vector<std::optional<ImageInput>>& images,
+                                 const std::vector<std::optional<std::string>>& texts,
+                                 const Prompt& prompt);
 
 // F.normalize(x, dim=-1) in float32.
 torch::Tensor l2_normalize(const torch::Tensor& x);
 
-}  // namespace bgevl::detail
+}  // namespace bgevl::runtime

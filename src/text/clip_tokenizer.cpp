@@ -330,36 +330,29 @@ std::vector<int64_t> ClipTokenizer::encode(const std::string& text) const {
 TokenBatch ClipTokenizer::encode_batch(const std::vector<std::string>& texts, bool truncate,
                                        int64_t max_length) const {
   BGEVL_CHECK_ARG(!texts.empty(), "CLIP tokenizer: encode_batch needs at least one text, got none");
+  std::vector<std::vector<int64_t>> rows;
+  rows.reserve(texts.size());
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    rows.push_back(impl_->encode(texts[i], i, true));
+    fit(rows.back(), max_length, truncate, "text " + std::to_string(i));
+  }
+  return pad_rows(rows, impl_->pad, PadSide::Right);
+}
+
+void ClipTokenizer::fit(std::vector<int64_t>& ids, int64_t max_length, bool truncate,
+                        const std::string& what) const {
   BGEVL_CHECK_ARG(max_length >= 2,
                   "CLIP tokenizer: max_length must be at least 2 (room for the "
                   "begin and end tokens), got ",
                   max_length);
-  std::vector<std::vector<int64_t>> rows;
-  rows.reserve(texts.size());
-  std::size_t longest = 0;
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    std::vector<int64_t> ids = impl_->encode(texts[i], i, true);
-    if (static_cast<int64_t>(ids.size()) > max_length) {
-      BGEVL_CHECK_ARG(truncate, "CLIP tokenizer: text ", i, " has ", ids.size(),
-                      " tokens (with the begin and end tokens), more than max_length ", max_length,
-                      "; shorten it or pass truncate=true to cut it to ", max_length,
-                      " tokens (keeping the end token)");
-      ids.resize(static_cast<std::size_t>(max_length));
-      ids.back() = impl_->eos;
-    }
-    longest = std::max(longest, ids.size());
-    rows.push_back(std::move(ids));
-  }
-  TokenBatch batch;
-  batch.rows = static_cast<int64_t>(rows.size());
-  batch.length = static_cast<int64_t>(longest);
-  batch.input_ids.assign(rows.size() * longest, impl_->pad);
-  batch.attention_mask.assign(rows.size() * longest, 0);
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    std::copy(rows[r].begin(), rows[r].end(), batch.input_ids.begin() + r * longest);
-    std::fill_n(batch.attention_mask.begin() + r * longest, rows[r].size(), 1);
-  }
-  return batch;
+  if (static_cast<int64_t>(ids.size()) <= max_length) return;
+  BGEVL_CHECK_ARG(truncate, what, " has ", ids.size(),
+                  " tokens (with the begin and end tokens), more than the model's ", max_length,
+                  " positions; shorten it, or pass truncate (Python truncate=True, CLI --truncate) "
+                  "to cut it to ",
+                  max_length, " tokens keeping the end token");
+  ids.resize(static_cast<std::size_t>(max_length));
+  ids.back() = impl_->eos;
 }
 
 int64_t ClipTokenizer::bos_id() const { return impl_->bos; }

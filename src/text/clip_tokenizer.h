@@ -31,6 +31,11 @@ class ClipTokenizer {
   // end token. An empty list raises InvalidArgumentError.
   TokenBatch encode_batch(const std::vector<std::string>& texts, bool truncate = false,
                           int64_t max_length = 77) const;
+  // The same rule for one row of ids from encode(): longer than max_length is an
+  // InvalidArgumentError (`what` names the text) unless truncate, which cuts it keeping the end
+  // token.
+  void fit(std::vector<int64_t>& ids, int64_t max_length, bool truncate,
+           const std::string& what) const;
 
   int64_t bos_id() const;
   int64_t eos_id() const;

@@ -95,7 +95,6 @@ std::optional<json> read_json_object(const fs::path& p) {
 // Python's str.isspace(): Unicode White_Space plus U+001C..U+001F (bidi classes B and S).
 bool py_isspace(char32_t c) { return unicode::is_space(c) || (c >= 0x1C && c <= 0x1F); }
 
-
 char32_t decode_at(const std::string& s, std::size_t i, std::size_t n) {
   const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
   if (n == 1) return b(0);
@@ -489,23 +488,8 @@ TokenBatch MistralTokenizer::encode_batch(const std::vector<std::string>& texts)
       "Mistral tokenizer: padding needs a pad_token, and tokenizer_config.json has none");
   std::vector<std::vector<int64_t>> rows;
   rows.reserve(texts.size());
-  std::size_t longest = 0;
-  for (const std::string& t : texts) {
-    rows.push_back(impl_->encode(t));
-    longest = std::max(longest, rows.back().size());
-  }
-  TokenBatch b;
-  b.rows = static_cast<int64_t>(rows.size());
-  b.length = static_cast<int64_t>(longest);
-  b.input_ids.assign(rows.size() * longest, impl_->pad);
-  b.attention_mask.assign(rows.size() * longest, 0);
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    const std::size_t offset = r * longest + (longest - rows[r].size());
-    std::copy(rows[r].begin(), rows[r].end(),
-              b.input_ids.begin() + static_cast<std::ptrdiff_t>(offset));
-    std::fill_n(b.attention_mask.begin() + static_cast<std::ptrdiff_t>(offset), rows[r].size(), 1);
-  }
-  return b;
+  for (const std::string& t : texts) rows.push_back(impl_->encode(t));
+  return pad_rows(rows, impl_->pad, PadSide::Left);
 }
 
 int64_t MistralTokenizer::bos_id() const { return impl_->bos; }

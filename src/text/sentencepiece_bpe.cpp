@@ -12,7 +12,6 @@ namespace bgevl::text {
 
 namespace {
 
-
 // Protobuf wire format reader (just what ModelProto needs).
 class WireReader {
  public:

@@ -15,14 +15,13 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bgevl/errors.h"
 #include "vision/config_json.h"
@@ -35,7 +34,6 @@ namespace {
 
 using nlohmann::json;
 using namespace config_json;
-
 
 // Python's floor division.
 int floordiv2(long long a) { return int(a >= 0 ? a / 2 : -((-a + 1) / 2)); }
@@ -80,8 +78,8 @@ ClipImageConfig load_clip_image_config(const std::string& path) {
 
 void clip_preprocess(const Image& im, const ClipImageConfig& cfg, float* out) {
   BGEVL_CHECK_ARG(out != nullptr, "clip_preprocess: null output buffer");
-  BGEVL_CHECK_ARG(cfg.resample == 3, "clip_preprocess: only resample=3 (bicubic) is supported, got ",
-                  cfg.resample);
+  BGEVL_CHECK_ARG(cfg.resample == 3,
+                  "clip_preprocess: only resample=3 (bicubic) is supported, got ", cfg.resample);
   BGEVL_CHECK_ARG(cfg.do_center_crop,
                   "clip_preprocess: do_center_crop=false is not supported (fixed output size)");
   BGEVL_CHECK_ARG(cfg.crop_height > 0 && cfg.crop_width > 0 && cfg.shortest_edge > 0,

@@ -8,9 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "bgevl/errors.h"
 
@@ -39,7 +38,8 @@ inline json read_config(const std::string& path) {
   return j;
 }
 
-[[noreturn]] inline void bad_key(const std::string& path, const std::string& key, const std::string& why) {
+[[noreturn]] inline void bad_key(const std::string& path, const std::string& key,
+                                 const std::string& why) {
   throw InvalidArgumentError("preprocessor config '" + path + "': key '" + key + "' " + why);
 }
 
@@ -71,7 +71,7 @@ inline double get_number(const json& v, const std::string& path, const std::stri
 }
 
 inline std::array<float, 3> get_triplet(const json& j, const std::string& path, const char* key,
-                                 const std::array<float, 3>& def) {
+                                        const std::array<float, 3>& def) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
   std::array<float, 3> r{};
@@ -82,8 +82,8 @@ inline std::array<float, 3> get_triplet(const json& j, const std::string& path, 
   if (!it->is_array() || it->size() != 3)
     bad_key(path, key, "must be a list of 3 numbers (one per RGB channel), got " + it->dump());
   for (size_t i = 0; i < 3; ++i)
-    r[i] = static_cast<float>(get_number((*it)[i], path, std::string(key) + "[" +
-                                                             std::to_string(i) + "]"));
+    r[i] = static_cast<float>(
+        get_number((*it)[i], path, std::string(key) + "[" + std::to_string(i) + "]"));
   return r;
 }
 
@@ -91,9 +91,9 @@ inline std::array<float, 3> get_triplet(const json& j, const std::string& path, 
 inline void check_resample(const json& j, const std::string& path) {
   if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
     if (!it->is_number_integer() || it->get<int64_t>() != 3)
-      bad_key(path, "resample",
-              "must be 3 (PIL bicubic); other resampling filters are not supported, got " +
-                  it->dump());
+      bad_key(
+          path, "resample",
+          "must be 3 (PIL bicubic); other resampling filters are not supported, got " + it->dump());
   }
 }
 

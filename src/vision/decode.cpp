@@ -26,7 +26,6 @@
 #ifdef BGEVL_WITH_OPENCV
 #include <csetjmp>
 #include <cstdio>
-
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -75,7 +74,6 @@ Format sniff(const uint8_t* d, size_t n) {
   if (starts("GIF87a", 6) || starts("GIF89a", 6)) return Format::Gif;
   return Format::Unknown;
 }
-
 
 // ---- JPEG (libjpeg) ----------------------------------------------------------------------------
 
@@ -213,7 +211,6 @@ cv::Mat to_8bit(const cv::Mat& m, bool grey_clamps, const std::string& name) {
   }
   return out;
 }
-
 
 // An 8-bit OpenCV image (grey, grey+alpha, BGR or BGRA) as `mode`, in PIL's channel order.
 Image from_cv(const cv::Mat& m, PilMode mode, const std::string& name) {

@@ -1,16 +1,15 @@
 // PNG decoding with PIL 9.4's PngImagePlugin semantics, through libpng (see decode.cpp's header).
 #ifdef BGEVL_WITH_OPENCV
+#include <png.h>
+#include <zlib.h>
+
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-
-#include <algorithm>
 #include <limits>
 #include <string>
 #include <vector>
-
-#include <png.h>
-#include <zlib.h>
 
 #include "vision/decode_detail.h"
 

@@ -49,6 +49,9 @@ Image decode_bytes(const uint8_t* data, size_t size, const std::string& name = "
 // Image from caller pixels (HxWxC uint8, C = 1, 3 or 4 as L/RGB/RGBA). InvalidArgumentError on
 // bad sizes.
 Image from_pixels(const uint8_t* data, int height, int width, int channels);
+// Image from caller pixels in `mode`'s layout (channels_of(mode) channels: P as its RGB
+// expansion, One as grey 0/255).
+Image from_pixels(const uint8_t* data, int height, int width, PilMode mode);
 
 // PIL's im.convert("RGB") for every mode above.
 Image to_rgb(const Image& im);

@@ -32,10 +32,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bgevl/errors.h"
 #include "vision/config_json.h"
@@ -47,7 +46,6 @@ namespace {
 
 using nlohmann::json;
 using namespace config_json;
-
 
 // Python's a // b for b > 0.
 long long floordiv(long long a, long long b) {
@@ -164,8 +162,8 @@ void process_tile(const uint8_t* src, int h, int w, size_t stride, const LlavaIm
 }
 
 void check_config(const LlavaImageConfig& cfg) {
-  BGEVL_CHECK_ARG(cfg.resample == 3, "llava_preprocess: only resample=3 (bicubic) is supported, got ",
-                  cfg.resample);
+  BGEVL_CHECK_ARG(cfg.resample == 3,
+                  "llava_preprocess: only resample=3 (bicubic) is supported, got ", cfg.resample);
   BGEVL_CHECK_ARG(cfg.shortest_edge > 0 && cfg.crop_height > 0 && cfg.crop_width > 0,
                   "llava_preprocess: size and crop_size must be positive");
   BGEVL_CHECK_ARG(!cfg.grid_pinpoints.empty(), "llava_preprocess: image_grid_pinpoints is empty");
@@ -178,8 +176,8 @@ void check_config(const LlavaImageConfig& cfg) {
 
 std::pair<int, int> select_best_resolution(int height, int width,
                                            const std::vector<std::pair<int, int>>& pinpoints) {
-  BGEVL_CHECK_ARG(height > 0 && width > 0, "select_best_resolution: image size must be positive, got ",
-                  height, "x", width);
+  BGEVL_CHECK_ARG(height > 0 && width > 0,
+                  "select_best_resolution: image size must be positive, got ", height, "x", width);
   BGEVL_CHECK_ARG(!pinpoints.empty(), "select_best_resolution: no candidate resolutions");
   std::pair<int, int> best{0, 0};
   bool found = false;
@@ -222,10 +220,10 @@ LlavaPixels llava_preprocess(const Image& decoded, const LlavaImageConfig& cfg, 
     holder = to_rgb(decoded);
     rgb = &holder;
   }
-  BGEVL_CHECK_ARG(rgb->channels == 3 &&
-                      rgb->data.size() == size_t(rgb->width) * size_t(rgb->height) * 3,
-                  "llava_preprocess: malformed RGB image (", rgb->width, "x", rgb->height, "x",
-                  rgb->channels, ", ", rgb->data.size(), " bytes)");
+  BGEVL_CHECK_ARG(
+      rgb->channels == 3 && rgb->data.size() == size_t(rgb->width) * size_t(rgb->height) * 3,
+      "llava_preprocess: malformed RGB image (", rgb->width, "x", rgb->height, "x", rgb->channels,
+      ", ", rgb->data.size(), " bytes)");
   const int H = rgb->height, W = rgb->width;
 
   // get_image_patches: best resolution, aspect-keeping resize, symmetric zero padding.
@@ -235,7 +233,8 @@ LlavaPixels llava_preprocess(const Image& decoded, const LlavaImageConfig& cfg, 
   const auto [ph_size, pw_size] = patch_output_size(nh, nw, best);
   BGEVL_CHECK(ph_size == nh && pw_size == nw, Error,
               "llava_preprocess: inconsistent patch output size");
-  const int paste_y = int(floordiv(best.first - nh, 2)), paste_x = int(floordiv(best.second - nw, 2));
+  const int paste_y = int(floordiv(best.first - nh, 2)),
+            paste_x = int(floordiv(best.second - nw, 2));
   const int PH = nh + 2 * paste_y, PW = nw + 2 * paste_x;
   thread_local std::vector<uint8_t> canvas;
   canvas.resize(size_t(PH) * size_t(PW) * 3);
@@ -259,7 +258,8 @@ LlavaPixels llava_preprocess(const Image& decoded, const LlavaImageConfig& cfg, 
   };
   std::vector<Tile> tiles;
   for (int i = 0; i < PH; i += P)
-    for (int j = 0; j < PW; j += P) tiles.push_back({i, j, std::min(P, PH - i), std::min(P, PW - j)});
+    for (int j = 0; j < PW; j += P)
+      tiles.push_back({i, j, std::min(P, PH - i), std::min(P, PW - j)});
 
   // The base image: squashed to shortest_edge x shortest_edge.
   const int se = cfg.shortest_edge;

@@ -16,8 +16,6 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-#include "vision/resample_detail.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,13 +24,13 @@
 
 #include "bgevl/errors.h"
 #include "vision/image.h"
+#include "vision/resample_detail.h"
 
 namespace bgevl::vision {
 
 namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;  // PRECISION_BITS in Resample.c
-
 
 void check_image(const Image& im, const char* what) {
   BGEVL_CHECK_ARG(im.width > 0 && im.height > 0, what, ": empty image (", im.width, "x", im.height,
@@ -96,11 +94,16 @@ void horizontal_pass_t(const uint8_t* in, int in_w, int row0, int rows, const Re
 void horizontal_pass(const uint8_t* in, int in_w, int channels, int row0, int rows,
                      const ResampleCoeffs& cx, int x0, int nx, uint8_t* out) {
   switch (channels) {
-    case 1: return horizontal_pass_t<1>(in, in_w, row0, rows, cx, x0, nx, out);
-    case 2: return horizontal_pass_t<2>(in, in_w, row0, rows, cx, x0, nx, out);
-    case 3: return horizontal_pass_t<3>(in, in_w, row0, rows, cx, x0, nx, out);
-    case 4: return horizontal_pass_t<4>(in, in_w, row0, rows, cx, x0, nx, out);
-    default: break;
+    case 1:
+      return horizontal_pass_t<1>(in, in_w, row0, rows, cx, x0, nx, out);
+    case 2:
+      return horizontal_pass_t<2>(in, in_w, row0, rows, cx, x0, nx, out);
+    case 3:
+      return horizontal_pass_t<3>(in, in_w, row0, rows, cx, x0, nx, out);
+    case 4:
+      return horizontal_pass_t<4>(in, in_w, row0, rows, cx, x0, nx, out);
+    default:
+      break;
   }
   throw InvalidArgumentError(detail::concat("resize: unsupported channel count ", channels));
 }
@@ -279,8 +282,9 @@ ResampleCoeffs precompute_bicubic_coeffs(int in_size, int out_size) {
 void resize_bicubic_window(const uint8_t* in, int in_w, int in_h, int channels, int out_w,
                            int out_h, int x0, int y0, int nx, int ny, uint8_t* out,
                            size_t out_stride) {
-  BGEVL_CHECK_ARG(in_w > 0 && in_h > 0 && out_w > 0 && out_h > 0, "resize: sizes must be positive (",
-                  in_w, "x", in_h, " -> ", out_w, "x", out_h, ")");
+  BGEVL_CHECK_ARG(in_w > 0 && in_h > 0 && out_w > 0 && out_h > 0,
+                  "resize: sizes must be positive (", in_w, "x", in_h, " -> ", out_w, "x", out_h,
+                  ")");
   BGEVL_CHECK_ARG(x0 >= 0 && y0 >= 0 && nx >= 0 && ny >= 0 && x0 + nx <= out_w && y0 + ny <= out_h,
                   "resize: window outside the output");
   if (nx == 0 || ny == 0) return;
@@ -322,12 +326,11 @@ void resize_bicubic_window(const uint8_t* in, int in_w, int in_h, int channels, 
 
 // ---- public API (vision/image.h) ----------------------------------------------------------------
 
-Image from_pixels(const uint8_t* data, int height, int width, int channels) {
+Image from_pixels(const uint8_t* data, int height, int width, PilMode mode) {
   BGEVL_CHECK_ARG(height > 0 && width > 0, "image pixels: height and width must be positive, got ",
                   height, "x", width);
-  BGEVL_CHECK_ARG(channels == 1 || channels == 3 || channels == 4,
-                  "image pixels: expected 1, 3 or 4 channels (L, RGB, RGBA), got ", channels);
   BGEVL_CHECK_ARG(data != nullptr, "image pixels: null data pointer");
+  const int channels = channels_of(mode);
   const size_t n = size_t(height) * size_t(width) * size_t(channels);
   BGEVL_CHECK_ARG(n / size_t(channels) / size_t(width) == size_t(height),
                   "image pixels: size overflows");
@@ -335,9 +338,16 @@ Image from_pixels(const uint8_t* data, int height, int width, int channels) {
   im.width = width;
   im.height = height;
   im.channels = channels;
-  im.mode = channels == 1 ? PilMode::L : (channels == 3 ? PilMode::RGB : PilMode::RGBA);
+  im.mode = mode;
   im.data.assign(data, data + n);
   return im;
+}
+
+Image from_pixels(const uint8_t* data, int height, int width, int channels) {
+  BGEVL_CHECK_ARG(channels == 1 || channels == 3 || channels == 4,
+                  "image pixels: expected 1, 3 or 4 channels (L, RGB, RGBA), got ", channels);
+  return from_pixels(data, height, width,
+                     channels == 1 ? PilMode::L : (channels == 3 ? PilMode::RGB : PilMode::RGBA));
 }
 
 Image to_rgb(const Image& im) {

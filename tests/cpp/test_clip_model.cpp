@@ -1,10 +1,12 @@
-// BGE-VL-CLIP end to end against the transformers 4.45.2 fixtures (tests/reference/gen_clip_fixtures.py):
-// token ids, pixel values, features and embeddings, for both tiny checkpoints.
+// BGE-VL-CLIP end to end against the transformers 4.45.2 fixtures
+// (tests/reference/gen_clip_fixtures.py): token ids, pixel values, features and embeddings, for
+// both tiny checkpoints.
 #include <gtest/gtest.h>
 
 #include "bgevl/bgevl.h"
 #include "io/safetensors.h"
 #include "test_util.h"
+#include "vision/image.h"
 
 namespace fs = std::filesystem;
 using namespace bgevl;
@@ -22,7 +24,8 @@ std::vector<ImageInput> image_inputs(const json& v) {
   std::vector<ImageInput> out;
   if (v.is_null()) return out;
   if (v.is_string()) return {ImageInput::path(fixtures("images/" + v.get<std::string>()))};
-  for (const auto& x : v) out.push_back(ImageInput::path(fixtures("images/" + x.get<std::string>())));
+  for (const auto& x : v)
+    out.push_back(ImageInput::path(fixtures("images/" + x.get<std::string>())));
   return out;
 }
 
@@ -32,25 +35,26 @@ std::vector<std::string> texts_of(const json& v) {
   return v.get<std::vector<std::string>>();
 }
 
-class ClipParity : public ::testing::TestWithParam<std::string> {
+class ClipParity : public ::testing::TestWithParam<DeviceParam> {
  protected:
-  static std::map<std::string, std::shared_ptr<ClipEmbedder>>& models() {
-    static std::map<std::string, std::shared_ptr<ClipEmbedder>> m;
-    return m;
-  }
+  void SetUp() override { BGEVL_SKIP_WITHOUT_DEVICE(GetParam().device); }
   ClipEmbedder& model() {
-    auto& m = models()[GetParam()];
-    if (!m) m = std::make_shared<ClipEmbedder>(fixtures("clip/" + GetParam()));
+    static std::map<std::string, std::shared_ptr<ClipEmbedder>> models;
+    auto& m = models[GetParam().checkpoint + "@" + GetParam().device];
+    if (!m) {
+      LoadOptions o;
+      o.device = device_of(GetParam().device);
+      m = std::make_shared<ClipEmbedder>(fixtures("clip/" + GetParam().checkpoint), o);
+    }
     return *m;
   }
-  io::SafetensorsFile& expected() {
-    static std::map<std::string, std::shared_ptr<io::SafetensorsFile>> files;
-    auto& f = files[GetParam()];
-    if (!f) f = std::make_shared<io::SafetensorsFile>(fixtures("clip/" + GetParam() + ".expected.safetensors"));
-    return *f;
-  }
   torch::Tensor want(const std::string& name) {
-    return expected().load(name, torch::kFloat64, torch::kCPU);
+    static std::map<std::string, std::shared_ptr<io::SafetensorsFile>> files;
+    auto& f = files[GetParam().checkpoint];
+    if (!f)
+      f = std::make_shared<io::SafetensorsFile>(
+          fixtures("clip/" + GetParam().checkpoint + ".expected.safetensors"));
+    return f->load(name, torch::kFloat64, torch::kCPU);
   }
 };
 
@@ -60,17 +64,19 @@ TEST_P(ClipParity, EveryCase) {
   auto& m = model();
   for (const auto& c : cases()["cases"]) {
     const std::string name = c["name"];
-    SCOPED_TRACE(GetParam() + " / " + name);
+    SCOPED_TRACE(GetParam().checkpoint + " / " + name);
     const auto images = image_inputs(c["images"]);
     const auto texts = texts_of(c["text"]);
     if (!texts.empty()) {
       auto t = m.tokenize(texts);
-      EXPECT_TRUE(torch::equal(t.input_ids, want(name + "/input_ids").to(torch::kLong))) << "input_ids";
+      EXPECT_TRUE(torch::equal(t.input_ids, want(name + "/input_ids").to(torch::kLong)))
+          << "input_ids";
       EXPECT_TRUE(torch::equal(t.attention_mask, want(name + "/attention_mask").to(torch::kLong)));
-      EXPECT_LE(max_abs_diff(m.text_features(t), want(name + "/text_features")), kFloat32Tol);
+      EXPECT_LE(max_abs_diff(m.get_text_features(t), want(name + "/text_features")), kFloat32Tol);
     }
     if (!images.empty()) {
-      EXPECT_LE(max_abs_diff(m.image_features(m.pixel_values(images)), want(name + "/image_features")),
+      EXPECT_LE(max_abs_diff(m.get_image_features(m.pixel_values(images)),
+                             want(name + "/image_features")),
                 kFloat32Tol);
     }
     const auto emb = m.encode(images, texts);
@@ -102,8 +108,35 @@ TEST_P(ClipParity, BatchedEqualsOneByOne) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, ClipParity,
-                         ::testing::Values("tiny-fp16-quickgelu", "tiny-bf16-gelu"));
+const std::vector<std::string> kClipCheckpoints = {"tiny-fp16-quickgelu", "tiny-bf16-gelu"};
+INSTANTIATE_TEST_SUITE_P(CPU, ClipParity, ::testing::ValuesIn(on_device(kClipCheckpoints, "cpu")),
+                         param_name);
+INSTANTIATE_TEST_SUITE_P(CUDA, ClipParity, ::testing::ValuesIn(on_device(kClipCheckpoints, "cuda")),
+                         param_name);
+
+// Images, texts and composed items mixed in one list (and in one batch) give each item's own
+// embedding, in the caller's order, also when the list is long enough to be sorted by length.
+TEST_P(ClipParity, MixedItemsEqualOneByOne) {
+  auto& m = model();
+  const auto img = [](const char* n) {
+    return ImageInput::path(fixtures(std::string("images/") + n));
+  };
+  std::vector<EmbedItem> items = {
+      EmbedItem(img("chelsea.jpg")),
+      EmbedItem("a photo of a cat on a very long and winding road at night"),
+      {img("rocket.jpg"), "make it night"},
+      EmbedItem("dog"),
+      {img("cmyk.jpg"), "a red one, but larger and with the background blurred away"},
+  };
+  for (int64_t bs : {0, 2}) {
+    EncodeOptions o;
+    o.batch_size = bs;
+    const auto all = m.encode(items, o);
+    ASSERT_EQ(all.size(0), 5);
+    for (size_t i = 0; i < items.size(); ++i)
+      EXPECT_LE(max_abs_diff(m.encode({items[i]})[0], all[i]), kFloat32Tol) << "item " << i;
+  }
+}
 
 TEST(ClipPixels, EqualReferenceForEveryImage) {
   ClipEmbedder m(fixtures("clip/tiny-fp16-quickgelu"));
@@ -129,14 +162,42 @@ TEST(ClipPixels, BytesAndPixelInputsMatchPaths) {
 TEST(ClipEmbedderErrors, BadInputs) {
   ClipEmbedder m(fixtures("clip/tiny-fp16-quickgelu"));
   const auto img = ImageInput::path(fixtures("images/chelsea.jpg"));
-  EXPECT_THROW(m.encode({}, {}), InvalidArgumentError);
+  EXPECT_THROW(m.encode(std::vector<ImageInput>{}, {}), InvalidArgumentError);
   EXPECT_THROW(m.encode({img, img}, {"one text"}), InvalidArgumentError);
-  EXPECT_THROW(m.encode_images({}), InvalidArgumentError);
-  EXPECT_THROW(m.encode_texts({}), InvalidArgumentError);
+  EXPECT_THROW(m.encode(std::vector<EmbedItem>{}), InvalidArgumentError);
+  EXPECT_THROW(m.encode({EmbedItem()}), InvalidArgumentError);  // neither image nor text
+  EXPECT_THROW(m.encode({EmbedItem("x", Prompt::query("an instruction"))}), InvalidArgumentError);
   EXPECT_THROW(m.encode({ImageInput::path("/no/such.jpg")}, {}), FileNotFoundError);
   EncodeOptions bad;
-  bad.batch_size = 0;
+  bad.batch_size = -1;
   EXPECT_THROW(m.encode({}, {"x"}, bad), InvalidArgumentError);
+  // a missing image among many is reported before anything is computed, with its index
+  std::vector<ImageInput> many(40, img);
+  many[37] = ImageInput::path("/no/such/photo.jpg");
+  int calls = 0;
+  EncodeOptions counting;
+  counting.progress = [&](int64_t, int64_t) { ++calls; };
+  try {
+    m.encode(many, {}, counting);
+    ADD_FAILURE() << "no exception";
+  } catch (const FileNotFoundError& e) {
+    EXPECT_NE(std::string(e.what()).find("item 37"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(calls, 0);
+  // likewise a text too long for the model, with the fix in the message
+  std::vector<std::string> texts(40, "a cat");
+  std::string too_long;
+  for (int i = 0; i < 100; ++i) too_long += "cat ";
+  texts[33] = too_long;
+  try {
+    m.encode({}, texts, counting);
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidArgumentError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("item 33"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--truncate"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(calls, 0);
   // a text longer than 77 tokens: an error by default, cut to 77 with truncate
   std::string long_text;
   for (int i = 0; i < 100; ++i) long_text += "cat ";
@@ -147,7 +208,9 @@ TEST(ClipEmbedderErrors, BadInputs) {
   EXPECT_EQ(m.tokenize({long_text}, true).input_ids.size(1), 77);
   // pixels of the wrong type or shape
   EXPECT_THROW(m.pixel_values({ImageInput::pixels(torch::zeros({4, 4, 3}))}), InvalidArgumentError);
-  EXPECT_THROW(m.pixel_values({ImageInput::pixels(torch::zeros({4, 4, 2}, torch::kUInt8))}),
+  EXPECT_THROW(m.pixel_values({ImageInput::pixels(torch::zeros({4, 4, 5}, torch::kUInt8))}),
+               InvalidArgumentError);
+  EXPECT_THROW(m.pixel_values({ImageInput::pixels(torch::zeros({4, 4, 3}, torch::kUInt8), "P2")}),
                InvalidArgumentError);
 }
 
@@ -161,7 +224,8 @@ TEST(ClipEmbedderErrors, BadCheckpoints) {
   {
     io::SafetensorsFile f((src / "model.safetensors").string());
     std::map<std::string, torch::Tensor> t;
-    for (const auto& [name, info] : f.tensors()) t[name] = f.load(name, torch::kFloat32, torch::kCPU);
+    for (const auto& [name, info] : f.tensors())
+      t[name] = f.load(name, torch::kFloat32, torch::kCPU);
     t.erase("text_model.final_layer_norm.bias");
     t["extra.weight"] = torch::ones({2});
     t["visual_projection.weight"] = torch::ones({3, 3});
@@ -201,6 +265,18 @@ TEST(ClipEmbedderErrors, BadCheckpoints) {
   }
 }
 
+TEST(ClipEmbedderApi, PixelModesMatchDecodedFiles) {
+  ClipEmbedder m(fixtures("clip/tiny-fp16-quickgelu"));
+  const auto file = ImageInput::path(fixtures("images/grey_alpha_LA.png"));
+  const auto decoded = vision::decode_file(fixtures("images/grey_alpha_LA.png"));
+  ASSERT_EQ(decoded.mode, vision::PilMode::LA);
+  auto t = torch::from_blob(const_cast<uint8_t*>(decoded.data.data()),
+                            {decoded.height, decoded.width, 2}, torch::kUInt8)
+               .clone();
+  EXPECT_TRUE(torch::equal(m.pixel_values({file}), m.pixel_values({ImageInput::pixels(t)})));
+  EXPECT_TRUE(torch::equal(m.pixel_values({file}), m.pixel_values({ImageInput::pixels(t, "LA")})));
+}
+
 TEST(ClipEmbedderApi, DtypeAndDevice) {
   LoadOptions o;
   o.dtype = torch::kBFloat16;
@@ -211,6 +287,17 @@ TEST(ClipEmbedderApi, DtypeAndDevice) {
   EXPECT_EQ(e.scalar_type(), torch::kFloat32);
   EXPECT_NEAR(e.norm().item<double>(), 1.0, 1e-5);
   m.to(torch::kCPU, torch::kFloat32);
+  EXPECT_EQ(m.dtype(), torch::kFloat32);
+  // float16 on the CPU: refused with the way out, at load and in to()
+  LoadOptions half;
+  half.dtype = torch::kFloat16;
+  try {
+    ClipEmbedder h(fixtures("clip/tiny-fp16-quickgelu"), half);
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("bfloat16"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(m.to(torch::kCPU, torch::kFloat16), InvalidArgumentError);
   EXPECT_EQ(m.dtype(), torch::kFloat32);
   EXPECT_THROW(parse_dtype("int8"), InvalidArgumentError);
   EXPECT_THROW(parse_device("tpu"), InvalidArgumentError);

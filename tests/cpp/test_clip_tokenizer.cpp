@@ -139,7 +139,9 @@ TEST(ClipTokenizerParity, BatchOfFixtureCasesEqualsSingleEncodes) {
     for (std::size_t k = 0; k < 77; ++k) {
       EXPECT_EQ(batch.attention_mask[r * 77 + k], k < want.size() ? 1 : 0)
           << "row " << r << " col " << k;
-      if (k >= want.size()) EXPECT_EQ(batch.input_ids[r * 77 + k], kEos);
+      if (k >= want.size()) {
+        EXPECT_EQ(batch.input_ids[r * 77 + k], kEos);
+      }
     }
   }
 }
@@ -374,7 +376,7 @@ TEST(ClipTokenizerErrors, MissingFilesAreFileNotFound) {
 TEST(ClipTokenizerErrors, CorruptVocabIsInvalidArgument) {
   TempDir dir;
   const std::string merges = dir.file("merges.txt", "#version: 0.2\na b\n");
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string("{\"a\": 0, "), std::string("[1, 2, 3]"), std::string("{\"a\": \"zero\"}"),
         std::string("{\"a\": -1}"), std::string("{}"), std::string("")}) {
     const std::string vocab = dir.file("vocab.json", bad);

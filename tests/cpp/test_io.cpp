@@ -3,10 +3,11 @@
 
 #include <cstdlib>
 
-#include "bgevl/errors.h"
-#include "io/config.h"
+#include "bgevl/bgevl.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
+#include "models/clip/config.h"
+#include "models/registry.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -26,8 +27,12 @@ TEST(Safetensors, ReadsAndConvertsDtypes) {
     const double tol = dt == "F32" ? 0.0 : (dt == "F16" ? 1e-3 : 1e-2);
     EXPECT_LE(max_abs_diff(t, a), tol) << dt;
     // the half-precision values are exactly what torch's own conversion gives
-    if (dt == "F16") EXPECT_EQ(max_abs_diff(t, a.to(torch::kFloat16).to(torch::kFloat32)), 0.0);
-    if (dt == "BF16") EXPECT_EQ(max_abs_diff(t, a.to(torch::kBFloat16).to(torch::kFloat32)), 0.0);
+    if (dt == "F16") {
+      EXPECT_EQ(max_abs_diff(t, a.to(torch::kFloat16).to(torch::kFloat32)), 0.0);
+    }
+    if (dt == "BF16") {
+      EXPECT_EQ(max_abs_diff(t, a.to(torch::kBFloat16).to(torch::kFloat32)), 0.0);
+    }
     auto h = f.load("x.weight", torch::kFloat16, torch::kCPU);
     EXPECT_EQ(h.scalar_type(), torch::kFloat16);
   }
@@ -45,7 +50,8 @@ TEST(Safetensors, RejectsCorruptHeaders) {
     std::string name, bytes, expect;
   } cases[] = {
       {"too_small", std::string("\x05\x00", 2), "too small"},
-      {"len_past_end", raw_safetensors("{}", "").replace(0, 8, std::string("\xff\xff\x00\x00\x00\x00\x00\x00", 8)),
+      {"len_past_end",
+       raw_safetensors("{}", "").replace(0, 8, std::string("\xff\xff\x00\x00\x00\x00\x00\x00", 8)),
        "runs past the end"},
       {"not_json", raw_safetensors("{not json", data), "not valid JSON"},
       {"not_object", raw_safetensors("[1,2]", data), "not a JSON object"},
@@ -127,12 +133,12 @@ TEST(Safetensors, FolderWithoutWeights) {
 }
 
 TEST(Config, ParsesFixtureWithDefaults) {
-  auto c = io::load_clip_config(fixtures("clip/tiny-fp16-quickgelu/config.json"));
+  auto c = clip::load_config(fixtures("clip/tiny-fp16-quickgelu/config.json"));
   EXPECT_EQ(c.text.eos_token_id, 2);
   EXPECT_EQ(c.text.hidden_act, "quick_gelu");
   EXPECT_EQ(c.vision.patch_size, 32);
   EXPECT_EQ(c.projection_dim, 16);
-  auto g = io::load_clip_config(fixtures("clip/tiny-bf16-gelu/config.json"));
+  auto g = clip::load_config(fixtures("clip/tiny-bf16-gelu/config.json"));
   EXPECT_EQ(g.text.eos_token_id, 49407);
   EXPECT_EQ(g.text.hidden_act, "gelu");
   EXPECT_EQ(g.text.vocab_size, 49408);
@@ -140,8 +146,9 @@ TEST(Config, ParsesFixtureWithDefaults) {
 
 TEST(Config, DefaultsAreTransformers) {
   auto dir = scratch_dir("cfg_defaults");
-  write_bytes(dir / "config.json", R"({"model_type": "clip", "text_config": {}, "vision_config": {}})");
-  auto c = io::load_clip_config((dir / "config.json").string());
+  write_bytes(dir / "config.json",
+              R"({"model_type": "clip", "text_config": {}, "vision_config": {}})");
+  auto c = clip::load_config((dir / "config.json").string());
   EXPECT_EQ(c.text.hidden_size, 512);
   EXPECT_EQ(c.text.num_attention_heads, 8);
   EXPECT_EQ(c.text.eos_token_id, 49407);
@@ -156,7 +163,7 @@ TEST(Config, ErrorsNameKeyAndFile) {
   auto expect_error = [&](const std::string& content, const std::string& needle) {
     write_bytes(p, content);
     try {
-      io::load_clip_config(p);
+      clip::load_config(p);
       ADD_FAILURE() << "no exception for " << content;
     } catch (const InvalidArgumentError& e) {
       const std::string msg = e.what();
@@ -166,34 +173,46 @@ TEST(Config, ErrorsNameKeyAndFile) {
   };
   expect_error(R"({"model_type": "clip", "vision_config": {}})", "text_config");
   expect_error(R"({"model_type": "clip", "text_config": {}})", "vision_config");
-  expect_error(R"({"model_type": "clip", "text_config": {"hidden_size": "big"}, "vision_config": {}})",
-               "text_config.hidden_size");
-  expect_error(R"({"model_type": "clip", "text_config": {}, "vision_config": {"hidden_act": "swish9"}})",
-               "hidden_act");
-  expect_error(R"({"model_type": "clip", "text_config": {"hidden_size": 30, "num_attention_heads": 4},
-                   "vision_config": {}})", "multiple of num_attention_heads");
+  expect_error(
+      R"({"model_type": "clip", "text_config": {"hidden_size": "big"}, "vision_config": {}})",
+      "text_config.hidden_size");
+  expect_error(
+      R"({"model_type": "clip", "text_config": {}, "vision_config": {"hidden_act": "swish9"}})",
+      "hidden_act");
+  expect_error(
+      R"({"model_type": "clip", "text_config": {"hidden_size": 30, "num_attention_heads": 4},
+                   "vision_config": {}})",
+      "multiple of num_attention_heads");
   expect_error("{ not json", "not valid JSON");
-  EXPECT_THROW(io::load_clip_config((dir / "absent.json").string()), FileNotFoundError);
+  EXPECT_THROW(clip::load_config((dir / "absent.json").string()), FileNotFoundError);
 }
 
-TEST(Config, DetectsModelKind) {
+TEST(Registry, DetectsTheFamily) {
   auto dir = scratch_dir("cfg_kind");
   const auto p = (dir / "config.json").string();
   write_bytes(p, R"({"model_type": "llava_next"})");
-  EXPECT_EQ(io::detect_model_kind(p), io::ModelKind::LlavaNext);
+  EXPECT_EQ(models::detect(p).family, Family::LlavaNext);
   write_bytes(p, R"({"architectures": ["LLaVANextForEmbedding"]})");
-  EXPECT_EQ(io::detect_model_kind(p), io::ModelKind::LlavaNext);
+  EXPECT_EQ(models::detect(p).family, Family::LlavaNext);
   write_bytes(p, R"({"model_type": "clip"})");
-  EXPECT_EQ(io::detect_model_kind(p), io::ModelKind::Clip);
+  EXPECT_EQ(models::detect(p).family, Family::Clip);
+  EXPECT_EQ(model_family(dir.string()), Family::Clip);
   write_bytes(p, R"({"model_type": "bert"})");
-  EXPECT_THROW(io::detect_model_kind(p), InvalidArgumentError);
+  try {
+    models::detect(p);
+    ADD_FAILURE();
+  } catch (const InvalidArgumentError& e) {  // names what bgevl knows
+    EXPECT_NE(std::string(e.what()).find("'clip', 'llava_next'"), std::string::npos) << e.what();
+  }
   write_bytes(p, R"({"hidden_size": 3})");
   try {
-    io::detect_model_kind(p);
+    models::detect(p);
     ADD_FAILURE();
   } catch (const InvalidArgumentError& e) {
     EXPECT_NE(std::string(e.what()).find("model_type"), std::string::npos);
   }
+  EXPECT_STREQ(family_name(Family::Clip), "clip");
+  EXPECT_STREQ(family_name(Family::LlavaNext), "llava_next");
 }
 
 TEST(ModelDir, ResolvesHubCache) {

@@ -102,9 +102,10 @@ class Sha256 {
     uint32_t a = h_[0], bb = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6],
              h = h_[7];
     for (int i = 0; i < 64; ++i) {
-      const uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) +
-                          k[i] + w[i];
-      const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
+      const uint32_t t1 =
+          h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      const uint32_t t2 =
+          (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
       h = g;
       g = f;
       f = e;
@@ -227,11 +228,12 @@ TEST(LlavaPixels, EveryValueOfEveryCaseMatchesReference) {
     SCOPED_TRACE(name);
     const CaseResult& r = run_case(c);
     if (c.contains("known_deviation")) {
-      std::printf("[ KNOWN    ] %s differs from the reference (max distance to the value table "
-                  "%g, uint8 digest %s): %s\n",
-                  name.c_str(), r.max_table_diff,
-                  r.uint8_sha == c.at("uint8_sha256").get<std::string>() ? "equal" : "differs",
-                  c.at("known_deviation").get<std::string>().c_str());
+      std::printf(
+          "[ KNOWN    ] %s differs from the reference (max distance to the value table "
+          "%g, uint8 digest %s): %s\n",
+          name.c_str(), r.max_table_diff,
+          r.uint8_sha == c.at("uint8_sha256").get<std::string>() ? "equal" : "differs",
+          c.at("known_deviation").get<std::string>().c_str());
       continue;
     }
     const auto shape = c.at("shape").get<std::vector<int>>();
@@ -288,8 +290,8 @@ TEST(LlavaPixels, TileCountsFollowTheCanvas) {
     const int tiles = 1 + ((canvas[0] + P - 1) / P) * ((canvas[1] + P - 1) / P);
     EXPECT_EQ(run_case(c).px.num_tiles, tiles);
     // the best resolution recorded by the generator is what select_best_resolution says
-    const auto best = select_best_resolution(c.at("image_size")[0], c.at("image_size")[1],
-                                             cfg.grid_pinpoints);
+    const auto best =
+        select_best_resolution(c.at("image_size")[0], c.at("image_size")[1], cfg.grid_pinpoints);
     EXPECT_EQ(best.first, c.at("best_resolution")[0].get<int>());
     EXPECT_EQ(best.second, c.at("best_resolution")[1].get<int>());
     if (c.at("presize").get<int>() == 512 && c.at("config") == "mistral") {
@@ -315,7 +317,8 @@ TEST(LlavaSelectBestResolution, MatchesReferenceTable) {
   }
   EXPECT_GE(n, 1000u);
   // Known values: a 512 square picks 672x672; ties keep the first candidate.
-  const std::vector<std::pair<int, int>> mistral{{336, 672}, {672, 336}, {672, 672}, {1008, 336}, {336, 1008}};
+  const std::vector<std::pair<int, int>> mistral{
+      {336, 672}, {672, 336}, {672, 672}, {1008, 336}, {336, 1008}};
   EXPECT_EQ(select_best_resolution(512, 512, mistral), std::make_pair(672, 672));
   EXPECT_EQ(select_best_resolution(2, 2, mistral), std::make_pair(336, 672));
   EXPECT_EQ(select_best_resolution(512, 512, {{672, 336}, {336, 672}}), std::make_pair(672, 336));
@@ -455,25 +458,22 @@ TEST(LlavaConfig, ErrorsNameFileAndKey) {
     const char* json;
     const char* key;
   };
-  for (Bad b : {Bad{R"({"size": {"shortest_edge": 336)", "malformed"},
-                Bad{R"([1, 2])", "object"},
-                Bad{R"({"resample": 2})", "resample"},
-                Bad{R"({"resample": "bicubic"})", "resample"},
-                Bad{R"({"size": {"height": 336, "width": 336}})", "size"},
-                Bad{R"({"size": -3})", "size"},
-                Bad{R"({"size": {"shortest_edge": 0}})", "size.shortest_edge"},
-                Bad{R"({"crop_size": {"shortest_edge": 336}})", "crop_size"},
-                Bad{R"({"crop_size": {"height": 336, "width": "x"}})", "crop_size.width"},
-                Bad{R"({"image_grid_pinpoints": []})", "image_grid_pinpoints"},
-                Bad{R"({"image_grid_pinpoints": "anyres"})", "image_grid_pinpoints"},
-                Bad{R"({"image_grid_pinpoints": [[336, 672], [672]]})", "image_grid_pinpoints[1]"},
-                Bad{R"({"image_grid_pinpoints": [[336, -672]]})", "image_grid_pinpoints[0]"},
-                Bad{R"({"image_grid_pinpoints": [[336.5, 672]]})", "image_grid_pinpoints[0]"},
-                Bad{R"({"image_mean": [0.5, 0.5]})", "image_mean"},
-                Bad{R"({"image_std": ["a", 1, 2]})", "image_std"},
-                Bad{R"({"rescale_factor": "1/255"})", "rescale_factor"},
-                Bad{R"({"do_pad": "yes"})", "do_pad"},
-                Bad{R"({"do_resize": 1})", "do_resize"}}) {
+  for (Bad b :
+       {Bad{R"({"size": {"shortest_edge": 336)", "malformed"}, Bad{R"([1, 2])", "object"},
+        Bad{R"({"resample": 2})", "resample"}, Bad{R"({"resample": "bicubic"})", "resample"},
+        Bad{R"({"size": {"height": 336, "width": 336}})", "size"}, Bad{R"({"size": -3})", "size"},
+        Bad{R"({"size": {"shortest_edge": 0}})", "size.shortest_edge"},
+        Bad{R"({"crop_size": {"shortest_edge": 336}})", "crop_size"},
+        Bad{R"({"crop_size": {"height": 336, "width": "x"}})", "crop_size.width"},
+        Bad{R"({"image_grid_pinpoints": []})", "image_grid_pinpoints"},
+        Bad{R"({"image_grid_pinpoints": "anyres"})", "image_grid_pinpoints"},
+        Bad{R"({"image_grid_pinpoints": [[336, 672], [672]]})", "image_grid_pinpoints[1]"},
+        Bad{R"({"image_grid_pinpoints": [[336, -672]]})", "image_grid_pinpoints[0]"},
+        Bad{R"({"image_grid_pinpoints": [[336.5, 672]]})", "image_grid_pinpoints[0]"},
+        Bad{R"({"image_mean": [0.5, 0.5]})", "image_mean"},
+        Bad{R"({"image_std": ["a", 1, 2]})", "image_std"},
+        Bad{R"({"rescale_factor": "1/255"})", "rescale_factor"},
+        Bad{R"({"do_pad": "yes"})", "do_pad"}, Bad{R"({"do_resize": 1})", "do_resize"}}) {
     const auto p = dir / "bad_config.json";
     write_bytes(p, b.json);
     try {
@@ -501,7 +501,8 @@ TEST(LlavaBench, DISABLED_PreprocessThroughput) {
   int w = 0, h = 0;
   for (int i = 0; i < n; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    const Image im = decode_bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
+    const Image im =
+        decode_bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
     auto t1 = std::chrono::steady_clock::now();
     const LlavaPixels r = llava_preprocess(im, cfg);
     auto t2 = std::chrono::steady_clock::now();

@@ -1,7 +1,10 @@
-// MistralTokenizer (BGE-VL-MLLM) against transformers 4.45.2: the ids of
-// tests/fixtures/tokenizer/mistral_parity.json (tests/reference/gen_mistral_tokenizer_parity.py)
-// for legacy=true and legacy=false, left padding, and the errors. The real Mistral
-// tokenizer.model comes from BGEVL_SHARED_DATA_DIR; the tests that need it skip without it.
+// MistralTokenizer (BGE-VL-MLLM) against transformers 4.45.2 (tests/reference/
+// gen_mistral_tokenizer_parity.py): ids for legacy=true and legacy=false, left-padded batches,
+// tokenizer_config.json variants, and the errors. Every such check runs on two vocabularies: the
+// project's tiny SentencePiece model (tests/fixtures/llava/tiny-llava-next-legacy/tokenizer.model,
+// fixture mistral_tiny_parity.json), always, and the real Mistral tokenizer.model from
+// BGEVL_SHARED_DATA_DIR (mistral_parity.json), skipped when that folder is absent. A few checks
+// of known ids are for the real vocabulary only.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -20,15 +23,34 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string model_path() { return bgevl::test::shared_data("tokenizers/mistral/tokenizer.model"); }
+struct Vocab {
+  std::string name;
+  std::string model;   // tokenizer.model
+  std::string parity;  // the fixture of reference ids
+  int64_t image, pad;  // the added tokens' ids
+  bool available() const { return fs::is_regular_file(model); }
+};
 
-bool have_model() { return fs::is_regular_file(model_path()); }
+const Vocab& real_vocab() {
+  static const Vocab v{"real", bgevl::test::shared_data("tokenizers/mistral/tokenizer.model"),
+                       "tokenizer/mistral_parity.json", 32000, 32001};
+  return v;
+}
+const Vocab& tiny_vocab() {
+  static const Vocab v{"tiny",
+                       bgevl::test::fixtures("llava/tiny-llava-next-legacy/tokenizer.model"),
+                       "tokenizer/mistral_tiny_parity.json", 1200, 1201};
+  return v;
+}
 
-#define SKIP_WITHOUT_MODEL()                                                        \
-  do {                                                                              \
-    if (!have_model())                                                              \
-      GTEST_SKIP() << "the Mistral tokenizer.model is not at " << model_path()      \
-                   << " (shared data folder absent; see ../shared/data/README.md)"; \
+const Vocab* g_vocab = &real_vocab();  // the vocabulary of the running test
+
+#define SKIP_WITHOUT_MODEL()                                                             \
+  do {                                                                                   \
+    if (!g_vocab->available())                                                           \
+      GTEST_SKIP() << "the Mistral tokenizer.model is not at " << g_vocab->model         \
+                   << " (shared data folder absent; see ../shared/data/README.md); the " \
+                   << "same checks run on the project's tiny vocabulary";                \
   } while (0)
 
 // tokenizer_config.json as a BGE-VL-MLLM / llava-v1.6-mistral-7b-hf checkpoint has it
@@ -44,8 +66,8 @@ json tokenizer_config(bool legacy) {
                {{"0", added("<unk>")},
                 {"1", added("<s>")},
                 {"2", added("</s>")},
-                {"32000", added("<image>")},
-                {"32001", added("<pad>")}}},
+                {std::to_string(g_vocab->image), added("<image>")},
+                {std::to_string(g_vocab->pad), added("<pad>")}}},
               {"additional_special_tokens", json::array()},
               {"bos_token", "<s>"},
               {"clean_up_tokenization_spaces", false},
@@ -64,10 +86,11 @@ json tokenizer_config(bool legacy) {
 
 // A model folder in a scratch dir: a copy of tokenizer.model plus the given config files.
 fs::path make_dir(const std::string& name, const json* config, bool with_model = true) {
-  fs::path d = bgevl::test::scratch_dir("mistral_" + name);
-  if (with_model) fs::copy_file(model_path(), d / "tokenizer.model");
+  fs::path d = bgevl::test::scratch_dir("mistral_" + g_vocab->name + "_" + name);
+  if (with_model) fs::copy_file(g_vocab->model, d / "tokenizer.model");
   if (config) bgevl::test::write_bytes(d / "tokenizer_config.json", config->dump(1));
-  bgevl::test::write_bytes(d / "added_tokens.json", R"({"<image>": 32000, "<pad>": 32001})");
+  bgevl::test::write_bytes(d / "added_tokens.json",
+                           json{{"<image>", g_vocab->image}, {"<pad>", g_vocab->pad}}.dump());
   return d;
 }
 
@@ -80,8 +103,9 @@ MistralTokenizer load(bool legacy) {
 }
 
 const json& parity() {
-  static const json j =
-      bgevl::test::read_json(bgevl::test::fixtures("tokenizer/mistral_parity.json"));
+  static std::map<std::string, json> files;
+  auto& j = files[g_vocab->parity];
+  if (j.is_null()) j = bgevl::test::read_json(bgevl::test::fixtures(g_vocab->parity));
   return j;
 }
 
@@ -96,6 +120,13 @@ std::string error_of(Fn&& fn) {
   }
   return "";
 }
+
+// The checks that hold for any vocabulary, once per vocabulary.
+class MistralVocab : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { g_vocab = GetParam() == "tiny" ? &tiny_vocab() : &real_vocab(); }
+  void TearDown() override { g_vocab = &real_vocab(); }
+};
 
 }  // namespace
 
@@ -142,10 +173,10 @@ void check_parity(bool legacy) {
             << "tokenizer; the fast one agrees on " << fast_checked << " of them\n";
 }
 
-TEST(MistralTokenizer, ParityLegacy) { check_parity(true); }
-TEST(MistralTokenizer, ParityNonLegacy) { check_parity(false); }
+TEST_P(MistralVocab, ParityLegacy) { check_parity(true); }
+TEST_P(MistralVocab, ParityNonLegacy) { check_parity(false); }
 
-TEST(MistralTokenizer, FixtureSlowFastAgreement) {
+TEST_P(MistralVocab, FixtureSlowFastAgreement) {
   // With legacy=true (what BGE-VL-MLLM ships) the fast tokenizer agrees with the slow one on
   // every case; with either setting, on every prompt template.
   int n = 0;
@@ -153,13 +184,14 @@ TEST(MistralTokenizer, FixtureSlowFastAgreement) {
     if (!c.contains("fast")) continue;
     ++n;
     EXPECT_EQ(c["fast"]["true"], c["slow"]["true"]) << show(c["text"].get<std::string>());
-    if (c["name"].get<std::string>().rfind("prompt", 0) == 0)
+    if (c["name"].get<std::string>().rfind("prompt", 0) == 0) {
       EXPECT_EQ(c["fast"]["false"], c["slow"]["false"]) << show(c["text"].get<std::string>());
+    }
   }
   EXPECT_GT(n, 0) << "the fixture has no fast ids";
 }
 
-TEST(MistralTokenizer, BatchesLeftPadded) {
+TEST_P(MistralVocab, BatchesLeftPadded) {
   SKIP_WITHOUT_MODEL();
   MistralTokenizer tl = load(true);
   MistralTokenizer tn = load(false);
@@ -180,6 +212,7 @@ TEST(MistralTokenizer, BatchesLeftPadded) {
     ++n;
   }
   EXPECT_GE(n, 4);
+  if (g_vocab != &real_vocab()) return;
 
   const TokenBatch b = tl.encode_batch({"Hello world", "Hello"});
   ASSERT_EQ(b.rows, 2);
@@ -188,19 +221,19 @@ TEST(MistralTokenizer, BatchesLeftPadded) {
   EXPECT_EQ(b.attention_mask, (std::vector<int64_t>{1, 1, 1, 0, 1, 1}));
 }
 
-TEST(MistralTokenizer, EmptyBatchIsAnError) {
+TEST_P(MistralVocab, EmptyBatchIsAnError) {
   SKIP_WITHOUT_MODEL();
   MistralTokenizer t = load(true);
   EXPECT_THROW(t.encode_batch({}), bgevl::InvalidArgumentError);
 }
 
-TEST(MistralTokenizer, InvalidUtf8IsAnError) {
+TEST_P(MistralVocab, InvalidUtf8IsAnError) {
   SKIP_WITHOUT_MODEL();
   MistralTokenizer t = load(true);
   EXPECT_THROW(t.encode(std::string("abc\xff")), bgevl::InvalidArgumentError);
 }
 
-TEST(MistralTokenizer, MissingFolderOrModel) {
+TEST_P(MistralVocab, MissingFolderOrModel) {
   EXPECT_THROW(MistralTokenizer::from_dir("/nonexistent/bgevl/mistral"), bgevl::FileNotFoundError);
   const json cfg = tokenizer_config(true);
   const fs::path d = make_dir("nomodel", &cfg, /*with_model=*/false);
@@ -210,14 +243,14 @@ TEST(MistralTokenizer, MissingFolderOrModel) {
   fs::remove_all(d);
 }
 
-TEST(MistralTokenizer, CorruptModel) {
+TEST_P(MistralVocab, CorruptModel) {
   const json cfg = tokenizer_config(true);
   const fs::path d = make_dir("corrupt", &cfg, /*with_model=*/false);
   for (bool legacy : {true, false}) {
     const json c = tokenizer_config(legacy);
     bgevl::test::write_bytes(d / "tokenizer_config.json", c.dump());
-    for (const std::string bytes : {std::string("this is not a sentencepiece model"), std::string(),
-                                    std::string("\x0a\x05\x0a\x03", 4)}) {
+    for (const std::string& bytes : {std::string("this is not a sentencepiece model"),
+                                     std::string(), std::string("\x0a\x05\x0a\x03", 4)}) {
       bgevl::test::write_bytes(d / "tokenizer.model", bytes);
       EXPECT_THROW(MistralTokenizer::from_dir(d.string()), bgevl::InvalidArgumentError);
       const std::string msg = error_of([&] { MistralTokenizer::from_dir(d.string()); });
@@ -227,10 +260,10 @@ TEST(MistralTokenizer, CorruptModel) {
   fs::remove_all(d);
 }
 
-TEST(MistralTokenizer, MalformedConfig) {
+TEST_P(MistralVocab, MalformedConfig) {
   SKIP_WITHOUT_MODEL();
   const fs::path d = make_dir("badcfg", nullptr);
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string("{not json"), std::string("[1, 2]"), std::string(R"({"legacy": "yes"})"),
         std::string(R"({"added_tokens_decoder": {"x": {"content": "<image>"}}})"),
         std::string(R"({"added_tokens_decoder": {"32000": {"lstrip": false}}})"),
@@ -243,7 +276,7 @@ TEST(MistralTokenizer, MalformedConfig) {
   fs::remove_all(d);
 }
 
-TEST(MistralTokenizer, OlderFilesWithoutAddedTokensDecoder) {
+TEST_P(MistralVocab, OlderFilesWithoutAddedTokensDecoder) {
   // No added_tokens_decoder: transformers takes the special tokens from special_tokens_map.json and
   // the added tokens from added_tokens.json. The ids are the same.
   SKIP_WITHOUT_MODEL();
@@ -253,7 +286,7 @@ TEST(MistralTokenizer, OlderFilesWithoutAddedTokensDecoder) {
       d / "special_tokens_map.json",
       R"({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"})");
   MistralTokenizer t = MistralTokenizer::from_dir(d.string());
-  EXPECT_EQ(t.pad_id(), 32001);
+  EXPECT_EQ(t.pad_id(), g_vocab->pad);
   EXPECT_EQ(t.encode("[INST]  <image> [/INST]"), load(true).encode("[INST]  <image> [/INST]"));
   EXPECT_EQ(t.encode("a <pad> b <s>"), load(true).encode("a <pad> b <s>"));
   fs::remove_all(d);
@@ -272,17 +305,37 @@ TEST(MistralTokenizer, ImageTokenAdjacency) {
             (std::vector<int64_t>{1, 733, 16289, 28793, 259, 32000, 733, 28748, 16289, 28793}));
 }
 
-TEST(MistralTokenizer, TokenizerJsonDecidesLegacy) {
+TEST(MistralTokenizer, ImageTokenAdjacencyTiny) {
+  // The same rule on the tiny vocabulary (ids from mistral_tiny_parity.json's prompts): with
+  // legacy=true " [/INST]" after <image> starts with the dummy-prefix piece.
+  g_vocab = &tiny_vocab();
+  const auto t = load(true), n = load(false);
+  g_vocab = &real_vocab();
+  const auto a = t.encode("[INST]  <image> [/INST]"), b = n.encode("[INST]  <image> [/INST]");
+  ASSERT_GE(a.size(), 5u);
+  ASSERT_GE(b.size(), 5u);
+  EXPECT_EQ(std::vector<int64_t>(a.end() - 5, a.end()),
+            (std::vector<int64_t>{1200, 259, 272, 264, 1075}));
+  EXPECT_EQ(std::vector<int64_t>(b.end() - 5, b.end()),
+            (std::vector<int64_t>{1200, 271, 1081, 264, 1075}));
+}
+
+TEST_P(MistralVocab, TokenizerJsonDecidesLegacy) {
   // transformers' LlamaTokenizerFast loads tokenizer.json as it is: its normalizer, not the
   // config's `legacy`, decides (unless add_prefix_space is set, which rebuilds from the slow one).
   SKIP_WITHOUT_MODEL();
-  const std::vector<int64_t> legacy_ids{1, 733, 16289, 28793, 259, 32000, 28705, 733, 28748, 16289, 28793};
   const std::string prompt = "[INST]  <image> [/INST]";
-  const json legacy_json = {{"normalizer", {{"type", "Sequence"}, {"normalizers",
-      {{{"type", "Prepend"}, {"prepend", "\u2581"}}, {{"type", "Replace"}}}}}},
+  const auto legacy_ids = load(true).encode(prompt);
+  ASSERT_NE(legacy_ids, load(false).encode(prompt));
+  const json legacy_json = {
+      {"normalizer",
+       {{"type", "Sequence"},
+        {"normalizers", {{{"type", "Prepend"}, {"prepend", "\u2581"}}, {{"type", "Replace"}}}}}},
       {"pre_tokenizer", nullptr}};
-  const json metaspace_json = {{"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}}}};
+  const json metaspace_json = {
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}}}};
   json cfg = tokenizer_config(false);
   fs::path d = make_dir("fast_legacy", &cfg);
   bgevl::test::write_bytes(d / "tokenizer.json", legacy_json.dump());
@@ -298,7 +351,7 @@ TEST(MistralTokenizer, TokenizerJsonDecidesLegacy) {
   EXPECT_TRUE(MistralTokenizer::from_dir(d.string()).legacy());
 }
 
-TEST(MistralTokenizer, ConfigVariants) {
+TEST_P(MistralVocab, ConfigVariants) {
   // Other tokenizer_config.json settings (additional_special_tokens, add_prefix_space, lstrip /
   // rstrip / single_word on <image>, add_bos/eos_token, legacy unset), against the slow tokenizer.
   SKIP_WITHOUT_MODEL();
@@ -321,3 +374,6 @@ TEST(MistralTokenizer, ConfigVariants) {
   EXPECT_EQ(failures, 0);
   EXPECT_GE(n, 500);
 }
+
+INSTANTIATE_TEST_SUITE_P(Vocabularies, MistralVocab, ::testing::Values("tiny", "real"),
+                         [](const auto& info) { return info.param; });

@@ -1,8 +1,10 @@
 // Helpers shared by the C++ tests: fixture paths, the tolerance policy, small file writers.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cctype>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -24,11 +26,51 @@ inline double scaled_tol(const torch::Tensor& expected) {
   return kFloat32Tol * std::max(1.0, expected.abs().max().item<double>());
 }
 
-inline std::string fixtures(const std::string& rel) { return std::string(BGEVL_FIXTURES_DIR) + "/" + rel; }
-inline std::string shared_data(const std::string& rel) { return std::string(BGEVL_SHARED_DATA_DIR) + "/" + rel; }
+// The suites that run models are instantiated once per device (CPU, CUDA); the CUDA instances
+// skip where no GPU is visible, and run in float32 without TF32 (the parity mode).
+struct DeviceParam {
+  std::string checkpoint;
+  std::string device;  // "cpu" or "cuda"
+};
+inline void PrintTo(const DeviceParam& p, std::ostream* os) {
+  *os << p.checkpoint << " on " << p.device;
+}
+inline std::vector<DeviceParam> on_device(const std::vector<std::string>& checkpoints,
+                                          const std::string& device) {
+  std::vector<DeviceParam> out;
+  for (const auto& c : checkpoints) out.push_back({c, device});
+  return out;
+}
+inline std::string param_name(const ::testing::TestParamInfo<DeviceParam>& info) {
+  std::string n = info.param.checkpoint;
+  for (auto& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+// In SetUp(): skips the test when the device is not there.
+#define BGEVL_SKIP_WITHOUT_DEVICE(name)                \
+  if ((name) != "cpu" && !torch::cuda::is_available()) \
+  GTEST_SKIP() << "no CUDA device visible: the CUDA instance of this suite skips"
+inline torch::Device device_of(const std::string& name) {
+  if (name != "cpu") {
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+  }
+  return torch::Device(name);
+}
+
+inline std::string fixtures(const std::string& rel) {
+  return std::string(BGEVL_FIXTURES_DIR) + "/" + rel;
+}
+inline std::string shared_data(const std::string& rel) {
+  return std::string(BGEVL_SHARED_DATA_DIR) + "/" + rel;
+}
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kCPU, torch::kFloat64) - b.to(torch::kCPU, torch::kFloat64)).abs().max().item<double>();
+  return (a.to(torch::kCPU, torch::kFloat64) - b.to(torch::kCPU, torch::kFloat64))
+      .abs()
+      .max()
+      .item<double>();
 }
 
 inline nlohmann::json read_json(const std::string& path) {
@@ -66,7 +108,8 @@ inline std::string safetensors_bytes(const std::map<std::string, torch::Tensor>&
     if (dtype == "BF16") t = t.to(torch::kBFloat16);
     const uint64_t begin = data.size();
     data.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
-    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {begin, data.size()}}};
+    header[name] = {
+        {"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {begin, data.size()}}};
   }
   std::string h = header.dump();
   while ((8 + h.size()) % 8) h.push_back(' ');

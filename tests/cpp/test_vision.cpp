@@ -1,208 +1,11 @@
-// Image decoding, PIL-exact resampling/conversion and CLIP preprocessing (src/vision).
+// PIL-exact resampling and conversion, and CLIP preprocessing (src/vision); decoding is in
+// test_vision_decode.cpp.
 // The expected values come from Pillow 9.4 via tests/reference/gen_vision_fixtures.py.
-#include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <random>
-#include <string>
-#include <vector>
-
-#include "bgevl/errors.h"
-#include "vision/image.h"
-#include "vision/resample_detail.h"
-
-#ifndef BGEVL_FIXTURES_DIR
-#define BGEVL_FIXTURES_DIR "tests/fixtures"
-#endif
+#include "vision_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace bgevl::vision;
-
-namespace {
-
-std::string vision_fixture(const std::string& name) {
-  return std::string(BGEVL_FIXTURES_DIR) + "/vision/" + name;
-}
-
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-void write_file(const fs::path& p, const void* data, size_t n) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(static_cast<const char*>(data), std::streamsize(n));
-}
-void write_file(const fs::path& p, const std::vector<uint8_t>& d) { write_file(p, d.data(), d.size()); }
-void write_file(const fs::path& p, const std::string& s) { write_file(p, s.data(), s.size()); }
-
-struct ScratchDir {
-  fs::path path;
-  explicit ScratchDir(const std::string& name) {
-    path = fs::temp_directory_path() /
-           ("bgevl_vision_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-uint64_t fnv1a64(const uint8_t* p, size_t n) {
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001B3ull;
-  return h;
-}
-
-const char* mode_name(PilMode m) {
-  switch (m) {
-    case PilMode::L: return "L";
-    case PilMode::LA: return "LA";
-    case PilMode::RGB: return "RGB";
-    case PilMode::RGBA: return "RGBA";
-    case PilMode::CMYK: return "CMYK";
-    case PilMode::P: return "P";
-    case PilMode::One: return "1";
-  }
-  return "?";
-}
-
-// One record of tests/fixtures/vision/*.bin (format in gen_vision_fixtures.py).
-struct Case {
-  std::string name;
-  int op = 0;
-  Image in;
-  PilMode out_mode = PilMode::RGB;
-  int out_w = 0, out_h = 0, out_c = 0;
-  bool hashed = false;
-  std::vector<uint8_t> out;  // all pixels, or (hashed) the first row
-  uint64_t out_hash = 0;
-};
-
-std::vector<Case> load_cases(const std::string& file) {
-  const std::vector<uint8_t> d = read_file(vision_fixture(file));
-  size_t o = 0;
-  auto need = [&](size_t n) {
-    if (o + n > d.size()) throw std::runtime_error("fixture " + file + " is truncated");
-  };
-  auto u8 = [&]() { need(1); return d[o++]; };
-  auto u16 = [&]() { need(2); uint16_t v; std::memcpy(&v, &d[o], 2); o += 2; return v; };
-  auto u32 = [&]() { need(4); uint32_t v; std::memcpy(&v, &d[o], 4); o += 4; return v; };
-  auto u64 = [&]() { need(8); uint64_t v; std::memcpy(&v, &d[o], 8); o += 8; return v; };
-  auto bytes = [&](size_t n) {
-    need(n);
-    std::vector<uint8_t> v(d.begin() + long(o), d.begin() + long(o + n));
-    o += n;
-    return v;
-  };
-  need(12);
-  if (std::memcmp(d.data(), "BGVF", 4) != 0) throw std::runtime_error("bad fixture " + file);
-  o = 4;
-  if (u32() != 1) throw std::runtime_error("unknown fixture version in " + file);
-  const uint32_t count = u32();
-  std::vector<Case> cases;
-  for (uint32_t i = 0; i < count; ++i) {
-    Case c;
-    const uint16_t nl = u16();
-    need(nl);
-    c.name.assign(reinterpret_cast<const char*>(&d[o]), nl);
-    o += nl;
-    c.op = u8();
-    c.in.mode = PilMode(u8());
-    c.in.width = int(u32());
-    c.in.height = int(u32());
-    c.in.channels = int(u32());
-    c.out_mode = PilMode(u8());
-    c.out_w = int(u32());
-    c.out_h = int(u32());
-    c.out_c = int(u32());
-    c.hashed = u8() != 0;
-    c.in.data = bytes(size_t(c.in.width) * c.in.height * c.in.channels);
-    if (c.hashed) {
-      c.out_hash = u64();
-      c.out = bytes(size_t(c.out_w) * c.out_c);
-    } else {
-      c.out = bytes(size_t(c.out_w) * c.out_h * c.out_c);
-    }
-    cases.push_back(std::move(c));
-  }
-  return cases;
-}
-
-// Compares an image with a fixture's expectation; returns "" when equal.
-std::string compare(const Image& got, const Case& c) {
-  std::string err;
-  if (got.mode != c.out_mode) err += std::string(" mode ") + mode_name(got.mode) + " != " + mode_name(c.out_mode);
-  if (got.width != c.out_w || got.height != c.out_h || got.channels != c.out_c)
-    return err + " size " + std::to_string(got.width) + "x" + std::to_string(got.height) + "x" +
-           std::to_string(got.channels) + " != " + std::to_string(c.out_w) + "x" +
-           std::to_string(c.out_h) + "x" + std::to_string(c.out_c);
-  if (got.data.size() != size_t(c.out_w) * c.out_h * c.out_c) return err + " bad buffer size";
-  if (c.hashed) {
-    if (std::memcmp(got.data.data(), c.out.data(), c.out.size()) != 0) err += " first row differs";
-    if (fnv1a64(got.data.data(), got.data.size()) != c.out_hash) err += " pixel hash differs";
-  } else {
-    size_t diff = 0, first = 0;
-    int maxd = 0;
-    for (size_t i = 0; i < c.out.size(); ++i) {
-      const int dd = std::abs(int(got.data[i]) - int(c.out[i]));
-      if (dd) {
-        if (!diff) first = i;
-        ++diff;
-        maxd = std::max(maxd, dd);
-      }
-    }
-    if (diff)
-      err += " " + std::to_string(diff) + " bytes differ (max " + std::to_string(maxd) +
-             ", first at byte " + std::to_string(first) + ")";
-  }
-  return err;
-}
-
-Image random_image(int w, int h, int c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> px(size_t(w) * h * c);
-  for (auto& v : px) v = uint8_t(rng() & 0xFF);
-  return from_pixels(px.data(), h, w, c);
-}
-
-// A smooth image with a little noise, like a photo.
-Image photo_like(int w, int h, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> px(size_t(w) * h * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c) {
-        const double v = 128 + 100 * std::sin(0.03 * x * (c + 1) + 0.05 * y) + int(rng() % 21) - 10;
-        px[(size_t(y) * w + x) * 3 + c] = uint8_t(std::clamp(v, 0.0, 255.0));
-      }
-  return from_pixels(px.data(), h, w, 3);
-}
-
-template <typename E, typename F>
-std::string expect_throw_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no exception";
-  return "";
-}
-
-}  // namespace
+using namespace bgevl::test::vision_util;
 
 // ---- resize and to_rgb against Pillow 9.4 -----------------------------------------------------
 
@@ -311,231 +114,6 @@ TEST(VisionConvert, FromPixels) {
   EXPECT_THROW(from_pixels(nullptr, 2, 2, 3), bgevl::InvalidArgumentError);
 }
 
-// ---- decoding ---------------------------------------------------------------------------------
-
-namespace {
-// Whether the library was built with image decoding (BGEVL_WITH_OPENCV is private to it).
-bool decoding_available() {
-  static const bool available = [] {
-    try {
-      decode_file(vision_fixture("rgb.png"));
-      return true;
-    } catch (const bgevl::InvalidArgumentError&) {
-      return true;
-    } catch (const bgevl::FileNotFoundError&) {
-      return true;
-    } catch (const bgevl::Error& e) {
-      return std::string(e.what()).find("no image decoding") == std::string::npos;
-    }
-  }();
-  return available;
-}
-}  // namespace
-
-#define REQUIRE_DECODING() \
-  if (!decoding_available()) GTEST_SKIP() << "built without image decoding"
-
-TEST(VisionDecode, DisabledBuildSaysSo) {
-  if (decoding_available()) GTEST_SKIP() << "built with image decoding";
-  const uint8_t b[4] = {1, 2, 3, 4};
-  try {
-    decode_bytes(b, 4, "x.png");
-    ADD_FAILURE() << "no exception";
-  } catch (const bgevl::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("no image decoding"), std::string::npos) << e.what();
-  }
-}
-
-TEST(VisionDecode, MatchesPillowOpen) {
-  REQUIRE_DECODING();
-  const auto cases = load_cases("decode_cases.bin");
-  EXPECT_GE(cases.size(), 30u);
-  for (const Case& c : cases) {
-    ASSERT_EQ(c.op, 2);
-    Image got;
-    try {
-      got = decode_file(vision_fixture(c.name));
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << c.name << ": " << e.what();
-      continue;
-    }
-    EXPECT_EQ(compare(got, c), "") << c.name;
-    // decode_bytes gives the same
-    const auto bytes = read_file(vision_fixture(c.name));
-    const Image again = decode_bytes(bytes.data(), bytes.size(), c.name);
-    EXPECT_EQ(again.data, got.data) << c.name;
-  }
-}
-
-TEST(VisionDecode, ExifOrientationIsNotApplied) {
-  REQUIRE_DECODING();
-  // Both files carry orientation 6 (rotate 90); PIL keeps the stored pixel layout.
-  const Image jpg = decode_file(vision_fixture("exif6.jpg"));
-  EXPECT_EQ(jpg.width, 45);
-  EXPECT_EQ(jpg.height, 37);
-  const Image png = decode_file(vision_fixture("exif6.png"));
-  const Image ref = decode_file(vision_fixture("rgb.png"));
-  EXPECT_EQ(png.width, ref.width);
-  EXPECT_EQ(png.height, ref.height);
-  EXPECT_EQ(png.data, ref.data);
-}
-
-TEST(VisionDecode, PngWithoutIendLoadsLikePil) {
-  REQUIRE_DECODING();
-  const Image a = decode_file(vision_fixture("rgb_noiend.png"));
-  const Image b = decode_file(vision_fixture("rgb.png"));
-  EXPECT_EQ(a.data, b.data);
-}
-
-// Files PIL 9.4 fails to open or load (tests/reference/gen_vision_fixtures.py checks that it does):
-// CRC errors before the image data, a chunk after it cut short, a chunk between IDATs, bad zlib
-// checksum or filter type, a zlib stream ending mid-row, malformed tRNS/PLTE, ...
-TEST(VisionDecode, PngFilesPilRejectsAreInvalidArgument) {
-  REQUIRE_DECODING();
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(vision_fixture(""))) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("bad_", 0) == 0 && e.path().extension() == ".png") names.push_back(n);
-  }
-  EXPECT_GE(names.size(), 11u);
-  for (const std::string& n : names) {
-    const std::string path = vision_fixture(n);
-    const std::string msg =
-        expect_throw_message<bgevl::InvalidArgumentError>([&] { decode_file(path); });
-    EXPECT_NE(msg.find(path), std::string::npos) << n << ": " << msg;
-    const auto bytes = read_file(path);
-    EXPECT_THROW(decode_bytes(bytes.data(), bytes.size(), n), bgevl::InvalidArgumentError) << n;
-  }
-}
-
-// libpng reports problems on stderr unless told otherwise ("libpng warning: iCCP: known incorrect
-// sRGB profile" for some of tests/fixtures/images, "libpng error: ..." for damaged files).
-TEST(VisionDecode, PngDecodingWritesNothingToStderr) {
-  REQUIRE_DECODING();
-  std::vector<std::string> paths;
-  for (const char* dir : {"vision", "images"}) {
-    const fs::path d = fs::path(BGEVL_FIXTURES_DIR) / dir;
-    if (!fs::is_directory(d)) continue;
-    for (const auto& e : fs::directory_iterator(d))
-      if (e.path().extension() == ".png") paths.push_back(e.path().string());
-  }
-  ASSERT_GE(paths.size(), 20u);
-  int good = 0;  // the files PIL loads
-  for (const std::string& p : paths) good += fs::path(p).filename().string().rfind("bad_", 0) != 0;
-  std::FILE* capture = std::tmpfile();
-  ASSERT_NE(capture, nullptr);
-  std::fflush(stderr);
-  const int saved = ::dup(2);
-  ASSERT_GE(saved, 0);
-  ::dup2(::fileno(capture), 2);
-  int decoded = 0;
-  for (const std::string& p : paths) {
-    std::vector<uint8_t> bytes = read_file(p);
-    std::vector<std::vector<uint8_t>> variants = {bytes};
-    variants.emplace_back(bytes.begin(), bytes.begin() + long(bytes.size() * 2 / 3));  // truncated
-    std::vector<uint8_t> damaged = bytes;  // a CRC or the image data damaged
-    for (size_t i = 29; i < damaged.size(); i += 97) damaged[i] ^= 0x20;
-    variants.push_back(damaged);
-    for (const auto& v : variants) {
-      try {
-        decode_bytes(v.data(), v.size(), p);
-        ++decoded;
-      } catch (const bgevl::InvalidArgumentError&) {
-      }
-    }
-  }
-  std::fflush(stderr);
-  ::dup2(saved, 2);
-  ::close(saved);
-  std::string printed;
-  std::rewind(capture);
-  for (int c; (c = std::fgetc(capture)) != EOF;) printed += char(c);
-  std::fclose(capture);
-  EXPECT_GE(decoded, good);
-  EXPECT_EQ(printed, "");
-}
-
-TEST(VisionDecode, MissingFileIsFileNotFound) {
-  REQUIRE_DECODING();
-  const std::string msg = expect_throw_message<bgevl::FileNotFoundError>(
-      [] { decode_file("/nonexistent/dir/no_such_image.jpg"); });
-  EXPECT_NE(msg.find("no_such_image.jpg"), std::string::npos) << msg;
-}
-
-TEST(VisionDecode, BadFilesAreInvalidArgument) {
-  REQUIRE_DECODING();
-  ScratchDir dir("bad");
-  struct Bad {
-    std::string name;
-    std::vector<uint8_t> bytes;
-  };
-  std::vector<Bad> bad;
-  bad.push_back({"empty.jpg", {}});
-  std::mt19937 rng(3);
-  std::vector<uint8_t> garbage(3000);
-  for (auto& v : garbage) v = uint8_t(rng());
-  garbage[0] = 0x12;
-  bad.push_back({"garbage.png", garbage});
-  const std::string text = "just some text, not an image\n";
-  bad.push_back({"text.jpg", std::vector<uint8_t>(text.begin(), text.end())});
-  const std::string svg =
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"4\" height=\"4\"><rect width=\"4\" "
-      "height=\"4\"/></svg>";
-  bad.push_back({"image.svg", std::vector<uint8_t>(svg.begin(), svg.end())});
-  bad.push_back({"anim.gif", read_file(vision_fixture("unsupported.gif"))});
-  // valid magic, corrupt body
-  std::vector<uint8_t> jpg_magic = {0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 'J', 'F', 'I', 'F', 0};
-  jpg_magic.insert(jpg_magic.end(), garbage.begin(), garbage.begin() + 200);
-  bad.push_back({"corrupt.jpg", jpg_magic});
-  std::vector<uint8_t> png_magic = read_file(vision_fixture("rgb.png"));
-  for (size_t i = 40; i < png_magic.size() - 20; ++i) png_magic[i] ^= 0x5A;
-  bad.push_back({"corrupt.png", png_magic});
-  // truncated files (PIL: OSError "image file is truncated")
-  for (const char* name : {"rgb.jpg", "rgb_prog.jpg", "rgb444.jpg", "cmyk.jpg", "rgb.png",
-                           "rgba.png", "rgb.bmp", "rgb_lossy.webp", "rgb.tif"}) {
-    const auto full = read_file(vision_fixture(name));
-    ASSERT_FALSE(full.empty()) << name;
-    bad.push_back({std::string("half_") + name,
-                   std::vector<uint8_t>(full.begin(), full.begin() + long(full.size() * 2 / 3))});
-  }
-  for (const char* name : {"rgb.jpg", "rgb_prog.jpg"}) {  // only the EOI marker missing
-    const auto full = read_file(vision_fixture(name));
-    bad.push_back({std::string("noeoi_") + name,
-                   std::vector<uint8_t>(full.begin(), full.end() - 2)});
-  }
-  for (const Bad& b : bad) {
-    const fs::path p = dir.path / b.name;
-    write_file(p, b.bytes);
-    const std::string msg =
-        expect_throw_message<bgevl::InvalidArgumentError>([&] { decode_file(p.string()); });
-    EXPECT_NE(msg.find(b.name), std::string::npos) << b.name << ": " << msg;
-    if (!b.bytes.empty()) {
-      EXPECT_THROW(decode_bytes(b.bytes.data(), b.bytes.size(), b.name),
-                   bgevl::InvalidArgumentError)
-          << b.name;
-    }
-  }
-  // a directory
-  const std::string msg =
-      expect_throw_message<bgevl::InvalidArgumentError>([&] { decode_file(dir.path.string()); });
-  EXPECT_NE(msg.find(dir.path.string()), std::string::npos) << msg;
-  // truncated JPEG message says so
-  const auto full = read_file(vision_fixture("rgb.jpg"));
-  const std::string tmsg = expect_throw_message<bgevl::InvalidArgumentError>(
-      [&] { decode_bytes(full.data(), full.size() / 2, "x.jpg"); });
-  EXPECT_NE(tmsg.find("truncated"), std::string::npos) << tmsg;
-}
-
-TEST(VisionDecode, JpegCmykUsesPilFormula) {
-  REQUIRE_DECODING();
-  // cmyk.jpg is an Adobe CMYK JPEG: PIL opens it as CMYK (inverted on read) and converts with
-  // cmyk2rgb; OpenCV's own CMYK conversion differs, which this test would catch.
-  const Image im = decode_file(vision_fixture("cmyk.jpg"));
-  EXPECT_EQ(im.mode, PilMode::CMYK);
-  EXPECT_EQ(im.channels, 4);
-}
-
-
 // ---- CLIP preprocessing -----------------------------------------------------------------------
 
 namespace {
@@ -548,7 +126,8 @@ std::vector<float> reference_preprocess(const Image& im0, const ClipImageConfig&
     const int w = im.width, h = im.height;
     const int s = std::min(w, h), l = std::max(w, h);
     const int nl = int(double(cfg.shortest_edge * (long long)l) / s);
-    im = w <= h ? resize_bicubic(im, cfg.shortest_edge, nl) : resize_bicubic(im, nl, cfg.shortest_edge);
+    im = w <= h ? resize_bicubic(im, cfg.shortest_edge, nl)
+                : resize_bicubic(im, nl, cfg.shortest_edge);
   }
   const int ch = cfg.crop_height, cw = cfg.crop_width;
   auto fdiv = [](int a) { return int(std::floor(a / 2.0)); };
@@ -572,7 +151,8 @@ std::vector<float> reference_preprocess(const Image& im0, const ClipImageConfig&
   return out;
 }
 
-void expect_same(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+void expect_same(const std::vector<float>& a, const std::vector<float>& b,
+                 const std::string& what) {
   ASSERT_EQ(a.size(), b.size()) << what;
   size_t diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff += std::memcmp(&a[i], &b[i], 4) != 0;
@@ -592,8 +172,8 @@ TEST(VisionClip, PreprocessMatchesStraightforwardPipeline) {
   struct Sz {
     int w, h;
   };
-  for (Sz s : {Sz{640, 480}, Sz{480, 640}, Sz{224, 224}, Sz{225, 224}, Sz{300, 1000},
-               Sz{1, 1}, Sz{37, 5}, Sz{5, 37}, Sz{2, 500}, Sz{100, 99}}) {
+  for (Sz s : {Sz{640, 480}, Sz{480, 640}, Sz{224, 224}, Sz{225, 224}, Sz{300, 1000}, Sz{1, 1},
+               Sz{37, 5}, Sz{5, 37}, Sz{2, 500}, Sz{100, 99}}) {
     const Image im = photo_like(s.w, s.h, uint32_t(s.w * 31 + s.h));
     std::vector<float> got(size_t(3) * 224 * 224, -99.f);
     clip_preprocess(im, cfg, got.data());
@@ -689,19 +269,18 @@ TEST(VisionClip, LoadConfig) {
     const char* json;
     const char* key;
   };
-  for (Bad b : {Bad{R"({"size": {"shortest_edge": 224)", "malformed"},
-                Bad{R"({"resample": 2})", "resample"},
-                Bad{R"({"size": {"height": 224, "width": 224}})", "size"},
-                Bad{R"({"size": "big"})", "size"},
-                Bad{R"({"size": -3})", "size"},
-                Bad{R"({"size": {"shortest_edge": 0}})", "shortest_edge"},
-                Bad{R"({"crop_size": 0})", "crop_size"},
-                Bad{R"({"crop_size": {"shortest_edge": 224}})", "crop_size"},
-                Bad{R"({"image_mean": [0.5, 0.5]})", "image_mean"},
-                Bad{R"({"image_std": ["a", 1, 2]})", "image_std"},
-                Bad{R"({"do_resize": "yes"})", "do_resize"},
-                Bad{R"({"do_center_crop": false})", "do_center_crop"},
-                Bad{R"([1, 2])", "object"}}) {
+  for (Bad b :
+       {Bad{R"({"size": {"shortest_edge": 224)", "malformed"},
+        Bad{R"({"resample": 2})", "resample"},
+        Bad{R"({"size": {"height": 224, "width": 224}})", "size"},
+        Bad{R"({"size": "big"})", "size"}, Bad{R"({"size": -3})", "size"},
+        Bad{R"({"size": {"shortest_edge": 0}})", "shortest_edge"},
+        Bad{R"({"crop_size": 0})", "crop_size"},
+        Bad{R"({"crop_size": {"shortest_edge": 224}})", "crop_size"},
+        Bad{R"({"image_mean": [0.5, 0.5]})", "image_mean"},
+        Bad{R"({"image_std": ["a", 1, 2]})", "image_std"},
+        Bad{R"({"do_resize": "yes"})", "do_resize"},
+        Bad{R"({"do_center_crop": false})", "do_center_crop"}, Bad{R"([1, 2])", "object"}}) {
     p = write_config(dir.path, "bad.json", b.json);
     const std::string msg = expect_throw_message<bgevl::InvalidArgumentError>(
         [&] { load_clip_image_config(p.string()); });

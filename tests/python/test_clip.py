@@ -1,4 +1,5 @@
 """The Python API against the transformers 4.45.2 fixtures, its conveniences, and its errors."""
+import json
 import os
 import subprocess
 import sys
@@ -110,7 +111,11 @@ def test_dtype_and_device_handling():
     assert e.dtype == torch.float32
     model.float()
     assert model.dtype == torch.float32
-    assert model.to("cpu", torch.float16).dtype == torch.float16
+    with pytest.raises(ValueError, match="bfloat16"):  # no float16 matrix kernels on the CPU
+        model.to("cpu", torch.float16)
+    assert model.dtype == torch.float32
+    with pytest.raises(ValueError, match="bfloat16"):
+        bgevl.AutoModel.from_pretrained(fixture_path("clip", "tiny-fp16-quickgelu"), dtype=torch.float16)
     with pytest.raises(ValueError):
         model.to(torch.int8)
     with pytest.raises(ValueError):
@@ -171,7 +176,12 @@ def test_mismatched_and_empty_lists(tiny):
         tiny.encode()
 
 
-@pytest.mark.parametrize("bad", [3, 4.5, {"a": 1}, [None], object()])
+def test_item_without_image_or_text(tiny):
+    with pytest.raises(ValueError, match="item 1 has neither"):
+        tiny.encode(images=[fixture_path("images", "chelsea.jpg"), None], text=["a", None])
+
+
+@pytest.mark.parametrize("bad", [3, 4.5, {"a": 1}, [3], object()])
 def test_wrong_types(tiny, bad):
     with pytest.raises(TypeError):
         tiny.encode(images=bad)
@@ -183,7 +193,8 @@ def test_bad_array_images(tiny):
     with pytest.raises(ValueError):
         tiny.encode(images=np.zeros((4, 4, 3), dtype=np.float32))
     with pytest.raises(ValueError):
-        tiny.encode(images=np.zeros((4, 4, 2), dtype=np.uint8))
+        tiny.encode(images=np.zeros((4, 4, 5), dtype=np.uint8))
+    assert tiny.encode(images=np.zeros((4, 4, 2), dtype=np.uint8)).shape[0] == 1  # grey + alpha
 
 
 def test_bad_checkpoints(tmp_path):
@@ -218,7 +229,8 @@ def test_cli_matches_python_api(tmp_path):
     imgs = image_arg(["chelsea.jpg", "rocket.jpg"])
     texts = ["make it night", "a red rocket"]
     out = tmp_path / "emb.npy"
-    args = [cli(), "encode", "--model", model_dir, "--out", str(out)]
+    args = [cli(), "encode", "--model", model_dir, "--out", str(out),
+            "--threads", str(torch.get_num_threads())]  # the same threads: the same bits
     for i, t in zip(imgs, texts):
         args += ["--image", i, "--text", t]
     res = subprocess.run(args, capture_output=True, text=True)
@@ -240,6 +252,52 @@ def test_cli_help_and_errors(tmp_path):
     res = subprocess.run([cli(), "encode", "--model", str(tmp_path / "none"), "--text", "x",
                           "--out", str(tmp_path / "o.npy")], capture_output=True, text=True)
     assert res.returncode == 1 and "not found" in res.stderr
+    assert not (tmp_path / "o.npy").exists() and not list(tmp_path.glob("o.npy*"))
+    res = subprocess.run([cli(), "encode", "--model", fixture_path("clip", "tiny-fp16-quickgelu"),
+                          "--text", "cat " * 100, "--out", str(tmp_path / "o.npy")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "--truncate" in res.stderr, res.stderr
+    res = subprocess.run([cli(), "encode", "--model", fixture_path("clip", "tiny-fp16-quickgelu"),
+                          "--threads", "4294967297", "--text", "x", "--out", str(tmp_path / "o.npy")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "--threads" in res.stderr
+
+
+def test_cli_checks_inputs_and_output_before_computing(tmp_path):
+    model = fixture_path("clip", "tiny-fp16-quickgelu")
+    good = fixture_path("images", "chelsea.jpg")
+    # an output folder that does not exist: refused at once, before the model loads
+    res = subprocess.run([cli(), "encode", "--model", model, "--image", good,
+                          "--out", str(tmp_path / "absent" / "e.npy")], capture_output=True, text=True)
+    assert res.returncode == 1 and "cannot write" in res.stderr and "encoded" not in res.stderr
+    # a missing image among many: named, and nothing encoded or written
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([good] * 39 + ["/no/such/photo.jpg"]) + "\n")
+    res = subprocess.run([cli(), "encode", "--model", model, "--images-from", str(listing),
+                          "--out", str(tmp_path / "e.npy")], capture_output=True, text=True)
+    assert res.returncode == 1 and "item 39" in res.stderr and "encoded" not in res.stderr
+    assert not list(tmp_path.glob("e.*"))
+    # a full device: an error, not a success message
+    if os.path.exists("/dev/full"):
+        res = subprocess.run([cli(), "encode", "--model", model, "--text", "x", "--out", "/dev/full"],
+                             capture_output=True, text=True)
+        assert res.returncode == 1 and "wrote" not in res.stdout, res.stdout
+
+
+def test_cli_images_from_and_row_names(tmp_path):
+    model = fixture_path("clip", "tiny-fp16-quickgelu")
+    imgs = image_arg(["chelsea.jpg", "rocket.jpg", "photo.webp"])
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(imgs[1:]) + "\n\n")
+    out = tmp_path / "cands.npy"
+    res = subprocess.run([cli(), "encode", "--model", model, "--image", imgs[0], "--images-from",
+                          str(listing), "--out", str(out), "--quiet",
+                          "--threads", str(torch.get_num_threads())], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in (tmp_path / "cands.jsonl").read_text().splitlines()]
+    assert rows == [{"row": i, "image": p} for i, p in enumerate(imgs)]
+    got = torch.from_numpy(np.load(out))
+    assert torch.equal(got, bgevl.AutoModel.from_pretrained(model).encode(images=imgs))
 
 
 def test_model_card_example_runs():
@@ -290,12 +348,28 @@ def test_model_card_snippet_verbatim(tmp_path):
 
 
 def test_first_bad_image_decides_the_error(tiny, tmp_path):
-    """Images decode in parallel; the error raised is always the one of the first bad image."""
+    """Files are checked before anything is decoded (a missing one is reported first, wherever it
+    is); images decode in parallel, and the error raised is always the one of the first bad image."""
     good = fixture_path("images", "chelsea.jpg")
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    other = tmp_path / "other.png"
+    other.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     for _ in range(5):
-        with pytest.raises(FileNotFoundError):
-            tiny.encode(images=[good, "/no/such.png", str(corrupt), good])
-        with pytest.raises(ValueError):
+        with pytest.raises(FileNotFoundError, match="item 2"):
             tiny.encode(images=[good, str(corrupt), "/no/such.png", good])
+        with pytest.raises(ValueError, match="item 1: .*corrupt.jpg"):
+            tiny.encode(images=[good, str(corrupt), str(other), good])
+
+
+def test_text_given_as_image_gets_a_hint(tiny):
+    with pytest.raises(FileNotFoundError, match="text="):
+        tiny.encode("a photo of a cat")
+
+
+def test_mixed_list_matches_one_by_one(tiny):
+    img = fixture_path("images", "chelsea.jpg")
+    mixed = tiny.encode(images=[img, None, img], text=[None, "a cat", "make it night"])
+    assert maxdiff(mixed[0], tiny.encode(images=img)[0]) <= FLOAT32_TOL
+    assert maxdiff(mixed[1], tiny.encode(text="a cat")[0]) <= FLOAT32_TOL
+    assert maxdiff(mixed[2], tiny.encode(images=img, text="make it night")[0]) <= FLOAT32_TOL

@@ -1,7 +1,6 @@
 """The BGE-VL-MLLM Python API against the transformers 4.45.2 fixtures (tests/fixtures/llava)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -13,9 +12,6 @@ import torch
 import bgevl
 from conftest import FLOAT32_TOL, ROOT, fixture_path, image_arg, safetensors_io
 
-TOKENIZER = os.path.join(ROOT, "..", "shared", "data", "tokenizers", "mistral", "tokenizer.model")
-pytestmark = pytest.mark.skipif(not os.path.exists(TOKENIZER),
-                                reason="the Mistral tokenizer.model (../shared/data) is absent")
 CKPTS = ["tiny-llava-next-legacy", "tiny-llava-next"]
 
 
@@ -29,19 +25,9 @@ def llava_cases():
         return json.load(f)["cases"]
 
 
-def runnable(tmp_path_factory, name):
-    """A copy of the fixture checkpoint (symlinks followed) plus the real tokenizer.model."""
-    d = tmp_path_factory.mktemp(name)
-    src = fixture_path("llava", name)
-    for f in os.listdir(src):
-        shutil.copyfile(os.path.realpath(os.path.join(src, f)), d / f)
-    shutil.copyfile(TOKENIZER, d / "tokenizer.model")
-    return str(d)
-
-
 @pytest.fixture(scope="module", params=CKPTS)
-def mllm(request, tmp_path_factory):
-    path = runnable(tmp_path_factory, request.param)
+def mllm(request):
+    path = fixture_path("llava", request.param)
     model = bgevl.AutoModel.from_pretrained(path)
     model.set_processor(path)
     model.eval()
@@ -76,6 +62,24 @@ def test_model_card_flow_matches_reference(mllm, llava_cases):
         assert maxdiff(direct, ref[c["name"] + "/embeddings"]) <= FLOAT32_TOL, c["name"]
 
 
+def test_mixed_texts_and_none_match_reference_and_one_by_one(mllm, llava_cases):
+    """Candidates of which only some carry captions: each item's prompt is built on its own."""
+    model, ref, _ = mllm
+    mixed = [c for c in llava_cases if isinstance(c["text"], list) and None in c["text"]]
+    assert mixed, "the fixtures have cases mixing texts and None"
+    for c in mixed:
+        imgs = image_arg(c["images"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            emb = model.encode(images=imgs, text=c["text"], q_or_c=c["q_or_c"],
+                               task_instruction=c["task_instruction"])
+            assert maxdiff(emb, ref[c["name"] + "/embeddings"]) <= FLOAT32_TOL, c["name"]
+            for i, (im, t) in enumerate(zip(imgs, c["text"])):
+                one = model.encode(images=im, text=t, q_or_c=c["q_or_c"],
+                                   task_instruction=c["task_instruction"])
+                assert maxdiff(one[0], emb[i]) <= FLOAT32_TOL, (c["name"], i)
+
+
 def test_pil_images_keep_their_mode(mllm):
     """A PIL image is resized in its own mode, as the reference does with a path (P: nearest;
     LA/RGBA: premultiplied), so PIL objects and paths give the same embeddings."""
@@ -99,6 +103,12 @@ def test_bad_input(mllm):
     img = fixture_path("images", "chelsea.jpg")
     with pytest.raises(ValueError):
         model.encode(images=img, q_or_c="x")
+    with pytest.raises(ValueError, match="q_or_c"):  # required, as in the card's data_process
+        model.encode(images=img)
+    with pytest.raises(ValueError, match="q_or_c"):
+        model.data_process(images=img)
+    with pytest.raises(ValueError, match="truncate"):  # refused, not silently ignored
+        model.encode(text="x", q_or_c="c", truncate=True)
     with pytest.raises(ValueError):
         model.encode(q_or_c="c")
     with pytest.raises(ValueError):  # the reference zips the string's characters with the images
@@ -121,10 +131,15 @@ def test_cli_mllm_matches_python(mllm, tmp_path):
     img = fixture_path("images", "chelsea.jpg")
     out = tmp_path / "q.npy"
     res = subprocess.run([cli, "encode", "--model", path, "--image", img, "--text", "make it night",
-                          "--q-or-c", "q", "--instruction", "cir", "--out", str(out), "--quiet"],
+                          "--q-or-c", "q", "--instruction", "cir", "--out", str(out), "--quiet",
+                          "--threads", str(torch.get_num_threads())],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     got = torch.from_numpy(np.load(out))
     want = model.encode(images=img, text="make it night", q_or_c="q",
                         task_instruction=bgevl.COMPOSED_RETRIEVAL_INSTRUCTION)
     assert torch.equal(got, want)
+    # the role is required on the command line too
+    res = subprocess.run([cli, "encode", "--model", path, "--image", img, "--out", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "q_or_c" in res.stderr, res.stderr

@@ -1,174 +1,263 @@
+// BGE-VL-CLIP's Embedder: the model card's encode on the batch engine, plus the processor and
+// get_text_features / get_image_features.
+#include <mutex>
+
 #include "bgevl/clip_embedder.h"
-
-#include <algorithm>
-#include <filesystem>
-#include <numeric>
-
 #include "bgevl/errors.h"
-#include "embedders/common.h"
-#include "io/config.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
-#include "nn/clip.h"
-#include "text/clip_tokenizer.h"
-#include "vision/image.h"
+#include "models/clip/config.h"
+#include "models/clip/model.h"
+#include "models/clip/processor.h"
+#include "models/common.h"
+#include "models/registry.h"
+#include "nn/load.h"
+#include "runtime/engine.h"
+#include "runtime/inputs.h"
+#include "runtime/thread_pool.h"
 
 namespace bgevl {
 
-namespace fs = std::filesystem;
+namespace {
 
-struct ClipEmbedder::Impl {
-  std::string dir;
-  io::ClipConfig config;
-  nn::ClipModel model{nullptr};
-  std::shared_ptr<text::ClipTokenizer> tokenizer;
-  std::shared_ptr<vision::ClipImageConfig> image_config;
-  std::string processor_dir;
+using runtime::with_item_context;
 
-  void load_processor(const std::string& d) {
-    tokenizer.reset();
-    image_config.reset();
-    if (fs::exists(fs::path(d) / "vocab.json") || fs::exists(fs::path(d) / "merges.txt"))
-      tokenizer = std::make_shared<text::ClipTokenizer>(text::ClipTokenizer::from_dir(d));
-    const auto pp = fs::path(d) / "preprocessor_config.json";
-    if (fs::exists(pp))
-      image_config = std::make_shared<vision::ClipImageConfig>(vision::load_clip_image_config(pp.string()));
-    processor_dir = d;
+// One batch on the host. Rows with a text and rows with an image: all rows when `*_rows` is
+// undefined, else the listed rows (a batch that mixes texts, images and composed items).
+struct ClipBatch : runtime::HostBatch {
+  int64_t rows = 0;
+  torch::Tensor input_ids, attention_mask, text_rows;
+  torch::Tensor pixels, image_rows;
+};
+
+torch::Tensor rows_tensor(const std::vector<int64_t>& rows, int64_t all,
+                          const runtime::Staging& staging) {
+  if (static_cast<int64_t>(rows.size()) == all) return {};
+  return staging.int64s(rows, {static_cast<int64_t>(rows.size())});
+}
+
+// Features of some rows placed into a [rows, D] tensor (zeros elsewhere), or added to `into`.
+torch::Tensor place(torch::Tensor into, const torch::Tensor& feats, const torch::Tensor& rows,
+                    int64_t n, const runtime::Staging& staging) {
+  if (!rows.defined()) return into.defined() ? into + feats : feats;
+  if (!into.defined()) into = torch::zeros({n, feats.size(1)}, feats.options());
+  return into.index_add_(0, staging.to_device(rows), feats);
+}
+
+}  // namespace
+
+struct ClipEmbedder::Impl final : runtime::BatchModel {
+  models::Checkpoint checkpoint;
+  clip::Config config;
+  clip::ClipModel model{nullptr};
+  mutable std::mutex mu;  // guards processor_ (set_processor may run beside encode)
+  std::shared_ptr<const clip::Processor> processor_;
+
+  std::shared_ptr<const clip::Processor> processor() const {
+    std::lock_guard<std::mutex> lock(mu);
+    BGEVL_CHECK_ARG(processor_ != nullptr, "no processor: ", checkpoint.dir,
+                    " has no vocab.json, merges.txt or preprocessor_config.json; call "
+                    "set_processor(path) with a folder that has");
+    return processor_;
   }
-  const text::ClipTokenizer& tok() const {
-    BGEVL_CHECK_ARG(tokenizer != nullptr, "no tokenizer: ", processor_dir,
-                    " has no vocab.json/merges.txt; call set_processor(path) with a folder that has");
-    return *tokenizer;
+
+  int64_t default_batch_size() const override { return 32; }
+  torch::Device device() const override { return model->logit_scale.device(); }
+
+  std::vector<int64_t> check(const std::vector<EmbedItem>& items,
+                             const EncodeOptions& options) const override {
+    bool any_text = false, any_image = false;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const auto& it = items[i];
+      BGEVL_CHECK_ARG(it.image || it.text, "item ", i, " has neither an image nor a text");
+      BGEVL_CHECK_ARG(!it.prompt.instruction, "item ", i,
+                      ": BGE-VL-CLIP takes no instruction (task instructions are part of "
+                      "BGE-VL-MLLM's prompts)");
+      if (it.image) runtime::check_image(*it.image, i);
+      any_text |= it.text.has_value();
+      any_image |= it.image.has_value();
+    }
+    const auto proc = processor();
+    if (any_text) proc->tokenizer();
+    if (any_image) proc->image();
+    // A long list: every text is tokenized now, so that a text too long for the model fails
+    // before anything is computed, and its length orders the batches (less padding).
+    const int64_t bs = options.batch_size > 0 ? options.batch_size : default_batch_size();
+    const int64_t n = static_cast<int64_t>(items.size());
+    if (!any_text || n <= bs) return {};
+    std::vector<int64_t> cost(items.size(), 0);
+    runtime::pool()->parallel_for(n, [&](int64_t i) {
+      if (!items[i].text) return;
+      with_item_context(i, [&] {
+        cost[i] =
+            static_cast<int64_t>(proc->tokens(*items[i].text, options.truncate, "the text").size());
+      });
+    });
+    return cost;
   }
-  const vision::ClipImageConfig& img() const {
-    BGEVL_CHECK_ARG(image_config != nullptr, "no image processor: ", processor_dir,
-                    " has no preprocessor_config.json; call set_processor(path) with a folder that has");
-    return *image_config;
+
+  std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b,
+                                              const EncodeOptions& options,
+                                              const runtime::Staging& staging) const override {
+    const auto proc = processor();
+    auto out = std::make_unique<ClipBatch>();
+    out->rows = static_cast<int64_t>(b.size());
+    std::vector<int64_t> text_rows, image_rows;
+    for (size_t j = 0; j < b.size(); ++j) {
+      if (b[j].text) text_rows.push_back(static_cast<int64_t>(j));
+      if (b[j].image) image_rows.push_back(static_cast<int64_t>(j));
+    }
+    if (!text_rows.empty()) {
+      std::vector<std::vector<int64_t>> ids;
+      for (int64_t j : text_rows)
+        with_item_context(b.index[j], [&] {
+          ids.push_back(proc->tokens(*b[j].text, options.truncate, "the text"));
+        });
+      const auto tb = proc->pad(ids);
+      out->input_ids = staging.int64s(tb.input_ids, {tb.rows, tb.length});
+      out->attention_mask = staging.int64s(tb.attention_mask, {tb.rows, tb.length});
+      out->text_rows = rows_tensor(text_rows, out->rows, staging);
+    }
+    if (!image_rows.empty()) {
+      const auto& cfg = proc->image();
+      const int64_t n = static_cast<int64_t>(image_rows.size());
+      out->pixels = staging.empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
+      float* base = out->pixels.data_ptr<float>();
+      const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
+      runtime::pool()->parallel_for(n, [&](int64_t k) {
+        const auto j = image_rows[k];
+        with_item_context(b.index[j], [&] {
+          vision::clip_preprocess(runtime::decode(*b[j].image), cfg, base + k * stride);
+        });
+      });
+      out->image_rows = rows_tensor(image_rows, out->rows, staging);
+    }
+    return out;
   }
-  torch::Device device() const { return model->logit_scale.device(); }
+
+  torch::Tensor run(runtime::HostBatch& batch, const runtime::Staging& staging) const override {
+    auto& b = static_cast<ClipBatch&>(batch);
+    torch::Tensor feats;
+    if (b.input_ids.defined()) {
+      auto f =
+          model->text_features(staging.to_device(b.input_ids), staging.to_device(b.attention_mask));
+      feats = place(feats, f, b.text_rows, b.rows, staging);
+    }
+    if (b.pixels.defined()) {
+      auto f = model->image_features(staging.to_device(b.pixels));
+      feats = place(feats, f, b.image_rows, b.rows, staging);  // composed: the two summed
+    }
+    return runtime::l2_normalize(feats);
+  }
 };
 
 ClipEmbedder::ClipEmbedder(const std::string& path_or_id, const LoadOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  const auto cfg_path = detail::prepare_load(path_or_id, options, io::ModelKind::Clip, &impl_->dir);
-  impl_->config = io::load_clip_config(cfg_path);
-  impl_->model = nn::ClipModel(impl_->config);
-  const auto weights = io::WeightSet::open_dir(impl_->dir);
-  nn::load_weights(*impl_->model, weights, options.dtype, options.device, "",
+  auto& m = *impl_;
+  m.checkpoint = models::open_checkpoint(path_or_id, options, Family::Clip);
+  m.config = clip::load_config(m.checkpoint.config_json);
+  m.model = clip::ClipModel(m.config);
+  const auto weights = io::WeightSet::open_dir(m.checkpoint.dir);
+  nn::load_weights(*m.model, weights, options.dtype, options.device, "",
                    {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"},
                    {}, options.progress);
-  impl_->model->eval();
-  impl_->load_processor(impl_->dir);
+  m.model->eval();
+  if (clip::Processor::present(m.checkpoint.dir))
+    m.processor_ = std::make_shared<clip::Processor>(m.checkpoint.dir, m.config);
 }
 
 ClipEmbedder::~ClipEmbedder() = default;
-ClipEmbedder::ClipEmbedder(ClipEmbedder&&) noexcept = default;
-ClipEmbedder& ClipEmbedder::operator=(ClipEmbedder&&) noexcept = default;
 
-void ClipEmbedder::set_processor(const std::string& path_or_id) {
-  impl_->load_processor(io::resolve_model_dir(path_or_id));
-}
-
-TextInputs ClipEmbedder::tokenize(const std::vector<std::string>& texts, bool truncate) const {
-  BGEVL_CHECK_ARG(!texts.empty(), "no texts given (empty list)");
-  const auto batch = impl_->tok().encode_batch(texts, truncate,
-                                               impl_->config.text.max_position_embeddings);
-  auto opts = torch::TensorOptions().dtype(torch::kLong);
-  TextInputs out;
-  out.input_ids = torch::from_blob(const_cast<int64_t*>(batch.input_ids.data()),
-                                   {batch.rows, batch.length}, opts).clone();
-  out.attention_mask = torch::from_blob(const_cast<int64_t*>(batch.attention_mask.data()),
-                                        {batch.rows, batch.length}, opts).clone();
-  return out;
-}
-
-torch::Tensor ClipEmbedder::pixel_values(const std::vector<ImageInput>& images) const {
-  BGEVL_CHECK_ARG(!images.empty(), "no images given (empty list)");
-  const auto& cfg = impl_->img();
-  const int64_t n = static_cast<int64_t>(images.size());
-  auto out = torch::empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
-  float* base = out.data_ptr<float>();
-  const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
-  detail::parallel_items(n, [&](int64_t i) {
-    vision::clip_preprocess(detail::decode_input(images[i]), cfg, base + i * stride);
-  });
-  return out;
-}
-
-torch::Tensor ClipEmbedder::text_features(const TextInputs& inputs) const {
-  c10::InferenceMode guard;
-  return impl_->model->text_features(inputs.input_ids, inputs.attention_mask);
-}
-
-torch::Tensor ClipEmbedder::image_features(const torch::Tensor& pixel_values) const {
-  c10::InferenceMode guard;
-  return impl_->model->image_features(pixel_values);
+torch::Tensor ClipEmbedder::encode(const std::vector<EmbedItem>& items,
+                                   const EncodeOptions& options) const {
+  return runtime::encode(*impl_, items, options);
 }
 
 torch::Tensor ClipEmbedder::encode(const std::vector<ImageInput>& images,
                                    const std::vector<std::string>& texts,
                                    const EncodeOptions& options) const {
-  BGEVL_CHECK_ARG(!images.empty() || !texts.empty(),
-                  "encode needs images, texts or both (got two empty lists)");
-  BGEVL_CHECK_ARG(images.empty() || texts.empty() || images.size() == texts.size(),
-                  "images and texts must be lists of the same length for composed queries (got ",
-                  images.size(), " images and ", texts.size(), " texts)");
-  BGEVL_CHECK_ARG(options.batch_size > 0, "batch_size must be positive, got ", options.batch_size);
-  c10::InferenceMode guard;
-  const int64_t n = static_cast<int64_t>(std::max(images.size(), texts.size()));
-  // Long text lists are batched by token count (less padding), results put back in input order.
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  if (!texts.empty() && n > options.batch_size) {
-    std::vector<size_t> len(n);
-    for (int64_t i = 0; i < n; ++i) len[i] = impl_->tok().encode(texts[i]).size();
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return len[a] < len[b]; });
-  }
-  std::vector<torch::Tensor> parts;
-  for (int64_t start = 0; start < n; start += options.batch_size) {
-    const int64_t end = std::min(n, start + options.batch_size);
-    torch::Tensor feats;
-    if (!texts.empty()) {
-      std::vector<std::string> chunk;
-      for (int64_t i = start; i < end; ++i) chunk.push_back(texts[order[i]]);
-      feats = text_features(tokenize(chunk, options.truncate));
-    }
-    if (!images.empty()) {
-      std::vector<ImageInput> chunk;
-      for (int64_t i = start; i < end; ++i) chunk.push_back(images[order[i]]);
-      auto f = image_features(pixel_values(chunk));
-      feats = feats.defined() ? feats + f : f;  // composed: projected vectors summed
-    }
-    parts.push_back(detail::l2_normalize(feats));
-    if (options.progress) options.progress(end, n);
-  }
-  auto out = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
-  if (std::is_sorted(order.begin(), order.end())) return out;
-  auto index = torch::empty({n}, torch::kLong);
-  for (int64_t i = 0; i < n; ++i) index[order[i]] = i;  // row of input i in `out`
-  return out.index_select(0, index.to(out.device()));
+  return encode(make_items(images, texts), options);
 }
 
-torch::Tensor ClipEmbedder::encode_images(const std::vector<ImageInput>& images,
-                                          const EncodeOptions& options) const {
-  BGEVL_CHECK_ARG(!images.empty(), "no images given (empty list)");
-  return encode(images, {}, options);
+void ClipEmbedder::set_processor(const std::string& path_or_id, const std::string& revision) {
+  const auto dir = models::processor_dir(path_or_id, revision, impl_->checkpoint, Family::Clip);
+  auto next = std::make_shared<clip::Processor>(dir, impl_->config);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->processor_ = std::move(next);
 }
 
-torch::Tensor ClipEmbedder::encode_texts(const std::vector<std::string>& texts,
-                                         const EncodeOptions& options) const {
+TextInputs ClipEmbedder::tokenize(const std::vector<std::string>& texts, bool truncate) const {
   BGEVL_CHECK_ARG(!texts.empty(), "no texts given (empty list)");
-  return encode({}, texts, options);
+  const auto proc = impl_->processor();
+  std::vector<std::vector<int64_t>> ids;
+  for (size_t i = 0; i < texts.size(); ++i)
+    ids.push_back(proc->tokens(texts[i], truncate, "text " + std::to_string(i)));
+  const auto tb = proc->pad(ids);
+  const runtime::Staging host(torch::kCPU);
+  return {host.int64s(tb.input_ids, {tb.rows, tb.length}),
+          host.int64s(tb.attention_mask, {tb.rows, tb.length})};
+}
+
+torch::Tensor ClipEmbedder::pixel_values(const std::vector<ImageInput>& images) const {
+  BGEVL_CHECK_ARG(!images.empty(), "no images given (empty list)");
+  for (size_t i = 0; i < images.size(); ++i) runtime::check_image(images[i], i);
+  const auto proc = impl_->processor();
+  const auto& cfg = proc->image();
+  const int64_t n = static_cast<int64_t>(images.size());
+  auto out = torch::empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
+  float* base = out.data_ptr<float>();
+  const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
+  runtime::pool()->parallel_for(n, [&](int64_t i) {
+    runtime::with_item_context(
+        i, [&] { vision::clip_preprocess(runtime::decode(images[i]), cfg, base + i * stride); });
+  });
+  return out;
+}
+
+torch::Tensor ClipEmbedder::get_text_features(const TextInputs& inputs) const {
+  const auto& ids = inputs.input_ids;
+  BGEVL_CHECK_ARG(ids.defined() && ids.dim() == 2 && ids.numel() > 0,
+                  "input_ids must be a non-empty [batch, length] tensor");
+  const int64_t vocab = impl_->config.text.vocab_size;
+  BGEVL_CHECK_ARG(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < vocab,
+                  "input_ids outside the vocabulary [0, ", vocab, ")");
+  c10::InferenceMode guard;
+  const auto dev = device();
+  const auto mask = inputs.attention_mask.defined() ? inputs.attention_mask.to(dev, torch::kLong)
+                                                    : torch::Tensor();
+  return impl_->model->text_features(ids.to(dev, torch::kLong), mask);
+}
+
+torch::Tensor ClipEmbedder::get_image_features(const torch::Tensor& pixel_values) const {
+  BGEVL_CHECK_ARG(pixel_values.defined(), "pixel_values is undefined");
+  c10::InferenceMode guard;
+  return impl_->model->image_features(pixel_values.to(device()));
 }
 
 void ClipEmbedder::to(const torch::Device& device, torch::ScalarType dtype) {
-  detail::check_model_dtype(dtype);
+  models::check_dtype(dtype, device);
   impl_->model->to(device, dtype);
 }
 
+int64_t ClipEmbedder::embedding_dim() const { return impl_->config.projection_dim; }
+int64_t ClipEmbedder::default_batch_size() const { return impl_->default_batch_size(); }
 torch::Device ClipEmbedder::device() const { return impl_->device(); }
 torch::ScalarType ClipEmbedder::dtype() const { return impl_->model->logit_scale.scalar_type(); }
-int64_t ClipEmbedder::embedding_dim() const { return impl_->config.projection_dim; }
-const std::string& ClipEmbedder::model_dir() const { return impl_->dir; }
+const std::string& ClipEmbedder::model_dir() const { return impl_->checkpoint.dir; }
+const std::string& ClipEmbedder::revision() const { return impl_->checkpoint.revision; }
+
+namespace clip {
+models::FamilyEntry family_entry() {
+  return {Family::Clip,
+          "BGE-VL-CLIP",
+          {"clip"},
+          {"CLIPModel", "MMRet_CLIP"},
+          {"CLIPImageProcessor"},
+          {"vocab.json", "merges.txt"},
+          [](const std::string& dir, const LoadOptions& options) -> std::unique_ptr<Embedder> {
+            return std::make_unique<ClipEmbedder>(dir, options);
+          }};
+}
+}  // namespace clip
 
 }  // namespace bgevl

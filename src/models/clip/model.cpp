@@ -1,59 +1,43 @@
-#include "nn/clip.h"
-
-#include <torch/version.h>
+#include "models/clip/model.h"
 
 #include "bgevl/errors.h"
+#include "nn/attention.h"
 
-namespace bgevl::nn {
+namespace bgevl::clip {
 
-ClipAttentionImpl::ClipAttentionImpl(int64_t hidden, int64_t heads)
+AttentionImpl::AttentionImpl(int64_t hidden, int64_t heads)
     : heads_(heads), head_dim_(hidden / heads), scale_(std::pow(double(hidden / heads), -0.5)) {
-  q_proj = register_module("q_proj", Linear(hidden, hidden, true));
-  k_proj = register_module("k_proj", Linear(hidden, hidden, true));
-  v_proj = register_module("v_proj", Linear(hidden, hidden, true));
-  out_proj = register_module("out_proj", Linear(hidden, hidden, true));
+  q_proj = register_module("q_proj", nn::Linear(hidden, hidden, true));
+  k_proj = register_module("k_proj", nn::Linear(hidden, hidden, true));
+  v_proj = register_module("v_proj", nn::Linear(hidden, hidden, true));
+  out_proj = register_module("out_proj", nn::Linear(hidden, hidden, true));
 }
 
-torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
-                                         const torch::Tensor& query_index) const {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
+                                     const torch::Tensor& query_index) const {
   const int64_t B = x.size(0), L = x.size(1), H = x.size(2);
   torch::Tensor xq = x;
   if (query_index.defined())
     xq = x.index({torch::arange(B, query_index.options()), query_index}).unsqueeze(1);
   const int64_t Lq = xq.size(1);
-  // transformers scales the queries before the product; so do we.
+  // transformers scales the queries before the product, and so does this.
   auto q = (q_proj->forward(xq) * scale_).view({B, Lq, heads_, head_dim_}).transpose(1, 2);
   auto k = k_proj->forward(x).view({B, L, heads_, head_dim_}).transpose(1, 2);
   auto v = v_proj->forward(x).view({B, L, heads_, head_dim_}).transpose(1, 2);
-  torch::Tensor out;
-#if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1)
-  c10::optional<at::Tensor> m;
-  if (mask.defined()) m = mask;
-  out = at::scaled_dot_product_attention(q, k, v, m, 0.0, false, /*scale=*/1.0);
-#else
-  auto w = torch::matmul(q, k.transpose(-1, -2));
-  if (mask.defined()) w = w + mask;
-  out = torch::matmul(torch::softmax(w, -1), v);
-#endif
+  auto out = nn::attention(q, k, v, mask, nn::AttentionSpec{});
   out = out.transpose(1, 2).reshape({B, Lq, H});
   return out_proj->forward(out);
 }
 
-ClipMlpImpl::ClipMlpImpl(int64_t hidden, int64_t inner, const std::string& act)
-    : act_(activation(act)) {
-  fc1 = register_module("fc1", Linear(hidden, inner, true));
-  fc2 = register_module("fc2", Linear(inner, hidden, true));
+EncoderLayerImpl::EncoderLayerImpl(const EncoderConfig& c) {
+  self_attn = register_module("self_attn", Attention(c.hidden_size, c.num_attention_heads));
+  layer_norm1 = register_module("layer_norm1", nn::LayerNorm(c.hidden_size, c.layer_norm_eps));
+  mlp = register_module("mlp", nn::Mlp(c.hidden_size, c.intermediate_size, c.hidden_act));
+  layer_norm2 = register_module("layer_norm2", nn::LayerNorm(c.hidden_size, c.layer_norm_eps));
 }
 
-ClipEncoderLayerImpl::ClipEncoderLayerImpl(const io::ClipEncoderConfig& c) {
-  self_attn = register_module("self_attn", ClipAttention(c.hidden_size, c.num_attention_heads));
-  layer_norm1 = register_module("layer_norm1", LayerNorm(c.hidden_size, c.layer_norm_eps));
-  mlp = register_module("mlp", ClipMlp(c.hidden_size, c.intermediate_size, c.hidden_act));
-  layer_norm2 = register_module("layer_norm2", LayerNorm(c.hidden_size, c.layer_norm_eps));
-}
-
-torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
-                                            const torch::Tensor& query_index) const {
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
+                                        const torch::Tensor& query_index) const {
   torch::Tensor residual = x;
   if (query_index.defined())
     residual = x.index({torch::arange(x.size(0), query_index.options()), query_index}).unsqueeze(1);
@@ -61,17 +45,17 @@ torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch:
   return h + mlp->forward(layer_norm2->forward(h));
 }
 
-ClipEncoderImpl::ClipEncoderImpl(const io::ClipEncoderConfig& c) {
+EncoderImpl::EncoderImpl(const EncoderConfig& c) {
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(ClipEncoderLayer(c));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(EncoderLayer(c));
 }
 
-torch::Tensor ClipEncoderImpl::forward(torch::Tensor x, const torch::Tensor& mask,
-                                       int64_t num_layers, const torch::Tensor& query_index) const {
+torch::Tensor EncoderImpl::forward(torch::Tensor x, const torch::Tensor& mask, int64_t num_layers,
+                                   const torch::Tensor& query_index) const {
   const int64_t n = num_layers < 0 ? size() : num_layers;
   TORCH_CHECK(n <= size(), "asked for ", n, " layers of ", size());
   for (int64_t i = 0; i < n; ++i) {
-    const auto& layer = layers->ptr<ClipEncoderLayerImpl>(i);
+    const auto& layer = layers->ptr<EncoderLayerImpl>(i);
     if (i == n - 1 && query_index.defined()) {
       torch::Tensor m = mask;
       if (m.defined() && m.size(2) > 1)  // keep only the mask rows of the queried positions
@@ -85,34 +69,33 @@ torch::Tensor ClipEncoderImpl::forward(torch::Tensor x, const torch::Tensor& mas
   return x;
 }
 
-ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const io::ClipTextConfig& c) {
-  token_embedding = register_module("token_embedding", Embedding(c.vocab_size, c.hidden_size));
-  position_embedding =
-      register_module("position_embedding", Embedding(c.max_position_embeddings, c.hidden_size));
+TextEmbeddingsImpl::TextEmbeddingsImpl(const TextConfig& c) {
+  token_embedding = register_module("token_embedding", nn::Embedding(c.vocab_size, c.hidden_size));
+  position_embedding = register_module("position_embedding",
+                                       nn::Embedding(c.max_position_embeddings, c.hidden_size));
 }
 
-ClipTextTransformerImpl::ClipTextTransformerImpl(const io::ClipTextConfig& c) : cfg_(c) {
-  embeddings = register_module("embeddings", ClipTextEmbeddings(c));
-  encoder = register_module("encoder", ClipEncoder(c));
-  final_layer_norm = register_module("final_layer_norm", LayerNorm(c.hidden_size, c.layer_norm_eps));
+TextTransformerImpl::TextTransformerImpl(const TextConfig& c) : cfg_(c) {
+  embeddings = register_module("embeddings", TextEmbeddings(c));
+  encoder = register_module("encoder", Encoder(c));
+  final_layer_norm =
+      register_module("final_layer_norm", nn::LayerNorm(c.hidden_size, c.layer_norm_eps));
 }
 
-torch::Tensor ClipTextTransformerImpl::forward(const torch::Tensor& input_ids,
-                                               const torch::Tensor& attention_mask) const {
+torch::Tensor TextTransformerImpl::forward(const torch::Tensor& input_ids,
+                                           const torch::Tensor& attention_mask) const {
   BGEVL_CHECK_ARG(input_ids.dim() == 2 && input_ids.size(0) > 0 && input_ids.size(1) > 0,
                   "input_ids must be a non-empty [batch, length] tensor, got ", input_ids.sizes());
   const int64_t B = input_ids.size(0), L = input_ids.size(1);
   BGEVL_CHECK_ARG(L <= cfg_.max_position_embeddings, "text of ", L,
                   " tokens is longer than the model's ", cfg_.max_position_embeddings,
-                  " positions (tokenize with truncate=true to cut it)");
-  BGEVL_CHECK_ARG(input_ids.min().item<int64_t>() >= 0 &&
-                      input_ids.max().item<int64_t>() < cfg_.vocab_size,
-                  "input_ids outside the vocabulary [0, ", cfg_.vocab_size, ")");
+                  " positions");
   const auto dev = embeddings->token_embedding->weight.device();
   const auto dtype = embeddings->token_embedding->weight.scalar_type();
   auto ids = input_ids.to(dev, torch::kLong);
   auto pos = torch::arange(L, ids.options());
-  auto x = embeddings->token_embedding->forward(ids) + embeddings->position_embedding->forward(pos).unsqueeze(0);
+  auto x = embeddings->token_embedding->forward(ids) +
+           embeddings->position_embedding->forward(pos).unsqueeze(0);
 
   // Causal mask plus padding mask, additive.
   auto allowed = torch::ones({L, L}, torch::TensorOptions().dtype(torch::kBool).device(dev)).tril();
@@ -134,19 +117,20 @@ torch::Tensor ClipTextTransformerImpl::forward(const torch::Tensor& input_ids,
   else
     eos_pos = (ids == cfg_.eos_token_id).to(torch::kInt).argmax(-1).to(torch::kLong);
 
-  auto h = encoder->forward(x, mask, -1, eos_pos);  // [B, 1, H]: only the pooled rows at the last layer
+  auto h =
+      encoder->forward(x, mask, -1, eos_pos);  // [B, 1, H]: only the pooled rows at the last layer
   return final_layer_norm->forward(h.squeeze(1));
 }
 
-ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const io::ClipVisionConfig& c) : cfg_(c) {
+VisionEmbeddingsImpl::VisionEmbeddingsImpl(const VisionConfig& c) : cfg_(c) {
   class_embedding = declare("class_embedding", {c.hidden_size});
-  patch_ = register_module("patch_embedding",
-                           std::make_shared<PatchImpl>(c.hidden_size, c.num_channels, c.patch_size));
+  patch_ = register_module(
+      "patch_embedding", std::make_shared<PatchImpl>(c.hidden_size, c.num_channels, c.patch_size));
   const int64_t n = (c.image_size / c.patch_size) * (c.image_size / c.patch_size) + 1;
-  position_embedding = register_module("position_embedding", Embedding(n, c.hidden_size));
+  position_embedding = register_module("position_embedding", nn::Embedding(n, c.hidden_size));
 }
 
-torch::Tensor ClipVisionEmbeddingsImpl::forward(const torch::Tensor& pixel_values) const {
+torch::Tensor VisionEmbeddingsImpl::forward(const torch::Tensor& pixel_values) const {
   BGEVL_CHECK_ARG(pixel_values.dim() == 4 && pixel_values.size(1) == cfg_.num_channels &&
                       pixel_values.size(2) == cfg_.image_size &&
                       pixel_values.size(3) == cfg_.image_size,
@@ -155,42 +139,43 @@ torch::Tensor ClipVisionEmbeddingsImpl::forward(const torch::Tensor& pixel_value
   const auto& w = patch_->weight;
   auto px = pixel_values.to(w.device(), w.scalar_type());
   auto patches = torch::conv2d(px, w, {}, cfg_.patch_size);  // [B, H, g, g]
-  patches = patches.flatten(2).transpose(1, 2);               // [B, g*g, H]
+  patches = patches.flatten(2).transpose(1, 2);              // [B, g*g, H]
   const int64_t B = px.size(0);
   auto cls = class_embedding.view({1, 1, -1}).expand({B, 1, class_embedding.size(0)});
   auto x = torch::cat({cls, patches}, 1);
   return x + position_embedding->weight.unsqueeze(0);
 }
 
-ClipVisionTransformerImpl::ClipVisionTransformerImpl(const io::ClipVisionConfig& c,
-                                                     bool with_post_layernorm) {
-  embeddings = register_module("embeddings", ClipVisionEmbeddings(c));
-  pre_layrnorm = register_module("pre_layrnorm", LayerNorm(c.hidden_size, c.layer_norm_eps));
-  encoder = register_module("encoder", ClipEncoder(c));
+VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& c, bool with_post_layernorm) {
+  embeddings = register_module("embeddings", VisionEmbeddings(c));
+  pre_layrnorm = register_module("pre_layrnorm", nn::LayerNorm(c.hidden_size, c.layer_norm_eps));
+  encoder = register_module("encoder", Encoder(c));
   if (with_post_layernorm)
-    post_layernorm = register_module("post_layernorm", LayerNorm(c.hidden_size, c.layer_norm_eps));
+    post_layernorm =
+        register_module("post_layernorm", nn::LayerNorm(c.hidden_size, c.layer_norm_eps));
 }
 
-torch::Tensor ClipVisionTransformerImpl::forward(const torch::Tensor& pixel_values) const {
+torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& pixel_values) const {
   auto x = pre_layrnorm->forward(embeddings->forward(pixel_values));
-  auto cls = torch::zeros({x.size(0)}, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+  auto cls =
+      torch::zeros({x.size(0)}, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
   auto h = encoder->forward(x, {}, -1, cls);  // only the class token goes through the last layer
   return post_layernorm->forward(h.squeeze(1));
 }
 
-torch::Tensor ClipVisionTransformerImpl::hidden_states_at(const torch::Tensor& pixel_values,
-                                                          int64_t num_layers) const {
+torch::Tensor VisionTransformerImpl::hidden_states_at(const torch::Tensor& pixel_values,
+                                                      int64_t num_layers) const {
   auto x = pre_layrnorm->forward(embeddings->forward(pixel_values));
   return encoder->forward(x, {}, num_layers);
 }
 
-ClipModelImpl::ClipModelImpl(const io::ClipConfig& c) {
-  text_model = register_module("text_model", ClipTextTransformer(c.text));
-  vision_model = register_module("vision_model", ClipVisionTransformer(c.vision));
-  visual_projection =
-      register_module("visual_projection", Linear(c.vision.hidden_size, c.projection_dim, false));
+ClipModelImpl::ClipModelImpl(const Config& c) {
+  text_model = register_module("text_model", TextTransformer(c.text));
+  vision_model = register_module("vision_model", VisionTransformer(c.vision));
+  visual_projection = register_module("visual_projection",
+                                      nn::Linear(c.vision.hidden_size, c.projection_dim, false));
   text_projection =
-      register_module("text_projection", Linear(c.text.hidden_size, c.projection_dim, false));
+      register_module("text_projection", nn::Linear(c.text.hidden_size, c.projection_dim, false));
   logit_scale = declare("logit_scale", {});
 }
 
@@ -203,4 +188,4 @@ torch::Tensor ClipModelImpl::image_features(const torch::Tensor& pixel_values) c
   return visual_projection->forward(vision_model->forward(pixel_values));
 }
 
-}  // namespace bgevl::nn
+}  // namespace bgevl::clip

@@ -1,62 +1,44 @@
 // CLIP text and vision towers (transformers' CLIPModel), modules registered under the Hugging Face
-// names so that checkpoint keys map one to one onto parameters.
+// names so that checkpoint keys map one to one onto parameters. Inputs are expected on the
+// model's device already (the embedder stages them); nothing here waits for the device.
 #pragma once
 
 #include <torch/torch.h>
 
-#include "io/config.h"
+#include "models/clip/config.h"
 #include "nn/module.h"
 
-namespace bgevl::nn {
+namespace bgevl::clip {
 
-class EmbeddingImpl : public ModuleBase {
+class AttentionImpl : public nn::ModuleBase {
  public:
-  EmbeddingImpl(int64_t num, int64_t dim) { weight = declare("weight", {num, dim}); }
-  torch::Tensor forward(const torch::Tensor& ids) const { return torch::embedding(weight, ids); }
-  torch::Tensor weight;
-};
-TORCH_MODULE(Embedding);
-
-class ClipAttentionImpl : public ModuleBase {
- public:
-  ClipAttentionImpl(int64_t hidden, int64_t heads);
+  AttentionImpl(int64_t hidden, int64_t heads);
   // x: [B, L, H]. mask: additive [B, 1, Lq, L] or undefined. If query_index ([B], int64) is
   // defined, only those query rows are computed and the result is [B, 1, H].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
                         const torch::Tensor& query_index = {}) const;
-  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
   int64_t heads_, head_dim_;
   double scale_;
 };
-TORCH_MODULE(ClipAttention);
+TORCH_MODULE(Attention);
 
-class ClipMlpImpl : public ModuleBase {
+class EncoderLayerImpl : public nn::ModuleBase {
  public:
-  ClipMlpImpl(int64_t hidden, int64_t inner, const std::string& act);
-  torch::Tensor forward(const torch::Tensor& x) const { return fc2->forward(act_(fc1->forward(x))); }
-  Linear fc1{nullptr}, fc2{nullptr};
-
- private:
-  std::function<torch::Tensor(const torch::Tensor&)> act_;
-};
-TORCH_MODULE(ClipMlp);
-
-class ClipEncoderLayerImpl : public ModuleBase {
- public:
-  explicit ClipEncoderLayerImpl(const io::ClipEncoderConfig& c);
+  explicit EncoderLayerImpl(const EncoderConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
                         const torch::Tensor& query_index = {}) const;
-  ClipAttention self_attn{nullptr};
-  LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
-  ClipMlp mlp{nullptr};
+  Attention self_attn{nullptr};
+  nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  nn::Mlp mlp{nullptr};
 };
-TORCH_MODULE(ClipEncoderLayer);
+TORCH_MODULE(EncoderLayer);
 
-class ClipEncoderImpl : public ModuleBase {
+class EncoderImpl : public nn::ModuleBase {
  public:
-  explicit ClipEncoderImpl(const io::ClipEncoderConfig& c);
+  explicit EncoderImpl(const EncoderConfig& c);
   // Runs layers [0, num_layers) (all when num_layers < 0). With query_index defined, the last
   // layer run computes only those rows and the result is [B, 1, H].
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask, int64_t num_layers = -1,
@@ -64,70 +46,75 @@ class ClipEncoderImpl : public ModuleBase {
   int64_t size() const { return static_cast<int64_t>(layers->size()); }
   torch::nn::ModuleList layers;
 };
-TORCH_MODULE(ClipEncoder);
+TORCH_MODULE(Encoder);
 
-class ClipTextEmbeddingsImpl : public ModuleBase {
+class TextEmbeddingsImpl : public nn::ModuleBase {
  public:
-  explicit ClipTextEmbeddingsImpl(const io::ClipTextConfig& c);
-  Embedding token_embedding{nullptr}, position_embedding{nullptr};
+  explicit TextEmbeddingsImpl(const TextConfig& c);
+  nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
 };
-TORCH_MODULE(ClipTextEmbeddings);
+TORCH_MODULE(TextEmbeddings);
 
-class ClipTextTransformerImpl : public ModuleBase {
+class TextTransformerImpl : public nn::ModuleBase {
  public:
-  explicit ClipTextTransformerImpl(const io::ClipTextConfig& c);
-  // Pooled output [B, H]: final_layer_norm at the end-of-text position.
+  explicit TextTransformerImpl(const TextConfig& c);
+  // Pooled output [B, H]: final_layer_norm at the end-of-text position. input_ids and
+  // attention_mask: [B, L] int64 on the model's device, ids inside the vocabulary, L at most
+  // max_position_embeddings (the embedder checks both on the host).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) const;
-  ClipTextEmbeddings embeddings{nullptr};
-  ClipEncoder encoder{nullptr};
-  LayerNorm final_layer_norm{nullptr};
+  TextEmbeddings embeddings{nullptr};
+  Encoder encoder{nullptr};
+  nn::LayerNorm final_layer_norm{nullptr};
 
  private:
-  io::ClipTextConfig cfg_;
+  TextConfig cfg_;
 };
-TORCH_MODULE(ClipTextTransformer);
+TORCH_MODULE(TextTransformer);
 
-class ClipVisionEmbeddingsImpl : public ModuleBase {
+class VisionEmbeddingsImpl : public nn::ModuleBase {
  public:
-  explicit ClipVisionEmbeddingsImpl(const io::ClipVisionConfig& c);
+  explicit VisionEmbeddingsImpl(const VisionConfig& c);
   torch::Tensor forward(const torch::Tensor& pixel_values) const;
   torch::Tensor class_embedding;
-  Embedding position_embedding{nullptr};
+  nn::Embedding position_embedding{nullptr};
 
  private:
-  struct PatchImpl : ModuleBase {
-    PatchImpl(int64_t hidden, int64_t ch, int64_t p) { weight = declare("weight", {hidden, ch, p, p}); }
+  struct PatchImpl : nn::ModuleBase {
+    PatchImpl(int64_t hidden, int64_t ch, int64_t p) {
+      weight = declare("weight", {hidden, ch, p, p});
+    }
     torch::Tensor weight;
   };
   std::shared_ptr<PatchImpl> patch_;
-  io::ClipVisionConfig cfg_;
+  VisionConfig cfg_;
 };
-TORCH_MODULE(ClipVisionEmbeddings);
+TORCH_MODULE(VisionEmbeddings);
 
-class ClipVisionTransformerImpl : public ModuleBase {
+class VisionTransformerImpl : public nn::ModuleBase {
  public:
-  explicit ClipVisionTransformerImpl(const io::ClipVisionConfig& c, bool with_post_layernorm = true);
+  explicit VisionTransformerImpl(const VisionConfig& c, bool with_post_layernorm = true);
   // Pooled output [B, H]: post_layernorm of the class token after the last layer.
   torch::Tensor forward(const torch::Tensor& pixel_values) const;
   // The hidden states after `num_layers` encoder layers (transformers' hidden_states[num_layers]),
   // [B, 1 + patches, H]; later layers are not run.
   torch::Tensor hidden_states_at(const torch::Tensor& pixel_values, int64_t num_layers) const;
-  ClipVisionEmbeddings embeddings{nullptr};
-  LayerNorm pre_layrnorm{nullptr}, post_layernorm{nullptr};
-  ClipEncoder encoder{nullptr};
+  VisionEmbeddings embeddings{nullptr};
+  nn::LayerNorm pre_layrnorm{nullptr}, post_layernorm{nullptr};
+  Encoder encoder{nullptr};
 };
-TORCH_MODULE(ClipVisionTransformer);
+TORCH_MODULE(VisionTransformer);
 
-class ClipModelImpl : public ModuleBase {
+class ClipModelImpl : public nn::ModuleBase {
  public:
-  explicit ClipModelImpl(const io::ClipConfig& c);
-  torch::Tensor text_features(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) const;
+  explicit ClipModelImpl(const Config& c);
+  torch::Tensor text_features(const torch::Tensor& input_ids,
+                              const torch::Tensor& attention_mask) const;
   torch::Tensor image_features(const torch::Tensor& pixel_values) const;
-  ClipTextTransformer text_model{nullptr};
-  ClipVisionTransformer vision_model{nullptr};
-  Linear visual_projection{nullptr}, text_projection{nullptr};
+  TextTransformer text_model{nullptr};
+  VisionTransformer vision_model{nullptr};
+  nn::Linear visual_projection{nullptr}, text_projection{nullptr};
   torch::Tensor logit_scale;
 };
 TORCH_MODULE(ClipModel);
 
-}  // namespace bgevl::nn
+}  // namespace bgevl::clip

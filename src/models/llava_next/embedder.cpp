@@ -1,173 +1,332 @@
-#include "bgevl/mllm_embedder.h"
-
-#include <filesystem>
+// BGE-VL-MLLM's Embedder: the model card's data_process + forward, and encode on the batch
+// engine (host plan, last position only in the last layer).
+#include <cstring>
+#include <mutex>
 
 #include "bgevl/errors.h"
-#include "embedders/common.h"
-#include "io/config.h"
-#include "io/model_dir.h"
+#include "bgevl/mllm_embedder.h"
 #include "io/safetensors.h"
-#include "nn/llava_next.h"
-#include "text/mistral_tokenizer.h"
-#include "vision/llava_processor.h"
+#include "models/common.h"
+#include "models/llava_next/config.h"
+#include "models/llava_next/model.h"
+#include "models/llava_next/processor.h"
+#include "models/registry.h"
+#include "nn/load.h"
+#include "runtime/engine.h"
+#include "runtime/inputs.h"
+#include "runtime/thread_pool.h"
 
 namespace bgevl {
 
-namespace fs = std::filesystem;
-
 const char* const MllmEmbedder::kComposedRetrievalInstruction =
-    "Retrieve the target image that best meets the combined criteria by using both the provided "
-    "image and the image retrieval instructions: ";
+    bgevl::kComposedRetrievalInstruction;
 
-struct MllmEmbedder::Impl {
-  std::string dir;
-  io::LlavaNextConfig config;
-  nn::LlavaNext model{nullptr};
-  std::shared_ptr<text::MistralTokenizer> tokenizer;
-  std::shared_ptr<vision::LlavaImageConfig> image_config;
-  std::string processor_dir;
+namespace {
 
-  void load_processor(const std::string& d) {
-    tokenizer.reset();
-    image_config.reset();
-    if (fs::exists(fs::path(d) / "tokenizer.model"))
-      tokenizer = std::make_shared<text::MistralTokenizer>(text::MistralTokenizer::from_dir(d));
-    const auto pp = fs::path(d) / "preprocessor_config.json";
-    if (fs::exists(pp))
-      image_config =
-          std::make_shared<vision::LlavaImageConfig>(vision::load_llava_image_config(pp.string()));
-    processor_dir = d;
+using llava_next::ImageLayout;
+using runtime::with_item_context;
+
+// What data_process and the engine both make on the host for a list of items.
+struct HostInputs {
+  text::TokenBatch tokens;
+  std::vector<vision::LlavaPixels> pixels;  // one per item with an image, in order
+  std::vector<ImageLayout> layouts;
+};
+
+HostInputs host_inputs(const runtime::BatchItems& b, const llava_next::Processor& proc,
+                       const llava_next::Config& config) {
+  HostInputs h;
+  std::vector<std::string> prompts;
+  std::vector<size_t> with_image;
+  for (size_t j = 0; j < b.size(); ++j) {
+    with_item_context(b.index[j], [&] {
+      prompts.push_back(
+          llava_next::Processor::prompt(b[j].text, b[j].image.has_value(), b[j].prompt));
+    });
+    if (b[j].image) with_image.push_back(j);
   }
-  const text::MistralTokenizer& tok() const {
-    BGEVL_CHECK_ARG(tokenizer != nullptr, "no tokenizer: ", processor_dir,
-                    " has no tokenizer.model; call set_processor(path) with a folder that has");
-    return *tokenizer;
+  h.tokens = proc.tokenizer().encode_batch(prompts);
+  h.pixels.resize(with_image.size());
+  runtime::pool()->parallel_for(static_cast<int64_t>(with_image.size()), [&](int64_t k) {
+    const size_t j = with_image[k];
+    with_item_context(b.index[j], [&] { h.pixels[k] = proc.pixels(*b[j].image); });
+  });
+  for (const auto& px : h.pixels) {
+    h.layouts.push_back(llava_next::image_layout(config, px.image_height, px.image_width));
+    BGEVL_CHECK(h.layouts.back().tiles == px.num_tiles, Error, "the processor made ", px.num_tiles,
+                " tiles where the model expects ", h.layouts.back().tiles);
   }
-  const vision::LlavaImageConfig& img() const {
-    BGEVL_CHECK_ARG(image_config != nullptr, "no image processor: ", processor_dir,
-                    " has no preprocessor_config.json; call set_processor(path) with a folder that has");
-    return *image_config;
+  return h;
+}
+
+runtime::BatchItems all_of(const std::vector<EmbedItem>& items) {
+  runtime::BatchItems b;
+  for (size_t i = 0; i < items.size(); ++i) {
+    b.items.push_back(&items[i]);
+    b.index.push_back(i);
+  }
+  return b;
+}
+
+// The engine's batch: token ids, the tiles of every image back to back (no padding tiles), and
+// the merge plan.
+struct MllmBatch : runtime::HostBatch {
+  torch::Tensor input_ids, tiles, source, attention_mask, position_ids;
+  std::vector<ImageLayout> images;
+};
+
+}  // namespace
+
+struct MllmEmbedder::Impl final : runtime::BatchModel {
+  models::Checkpoint checkpoint;
+  llava_next::Config config;
+  llava_next::LlavaNext model{nullptr};
+  mutable std::mutex mu;  // guards processor_ (set_processor may run beside encode)
+  std::shared_ptr<const llava_next::Processor> processor_;
+
+  std::shared_ptr<const llava_next::Processor> processor() const {
+    std::lock_guard<std::mutex> lock(mu);
+    BGEVL_CHECK_ARG(processor_ != nullptr, "no processor: ", checkpoint.dir,
+                    " has no tokenizer.model or preprocessor_config.json; call set_processor(path) "
+                    "with a folder that has");
+    return processor_;
+  }
+
+  int64_t default_batch_size() const override { return 8; }
+  torch::Device device() const override { return model->image_newline.device(); }
+
+  std::vector<int64_t> check(const std::vector<EmbedItem>& items,
+                             const EncodeOptions& options) const override {
+    BGEVL_CHECK_ARG(!options.truncate,
+                    "truncate is not supported by BGE-VL-MLLM: its prompts have no token limit "
+                    "short of the model's positions, and cutting one would drop the [/INST] whose "
+                    "last position is the embedding");
+    bool any_image = false;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const auto& it = items[i];
+      BGEVL_CHECK_ARG(it.image || it.text, "item ", i, " has neither an image nor a text");
+      with_item_context(i, [&] { llava_next::Processor::prompt(it.text, false, it.prompt); });
+      if (it.image) runtime::check_image(*it.image, i);
+      any_image |= it.image.has_value();
+    }
+    const auto proc = processor();
+    proc->tokenizer();
+    if (any_image) proc->image();
+    const int64_t bs = options.batch_size > 0 ? options.batch_size : default_batch_size();
+    if (static_cast<int64_t>(items.size()) <= bs) return {};
+    // The cost of an item is its merged length: prompt tokens plus its image rows (every image
+    // is resized to pre_resize x pre_resize first, so they all take the same).
+    const auto image_rows =
+        llava_next::image_layout(config, config.pre_resize, config.pre_resize).feature_len;
+    std::vector<int64_t> cost(items.size());
+    runtime::pool()->parallel_for(static_cast<int64_t>(items.size()), [&](int64_t i) {
+      const auto& it = items[i];
+      const auto p = llava_next::Processor::prompt(it.text, it.image.has_value(), it.prompt);
+      cost[i] = static_cast<int64_t>(proc->tokenizer().encode(p).size()) +
+                (it.image ? image_rows - 1 : 0);
+    });
+    return cost;
+  }
+
+  std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b, const EncodeOptions&,
+                                              const runtime::Staging& staging) const override {
+    const auto proc = processor();
+    const auto h = host_inputs(b, *proc, config);
+    auto out = std::make_unique<MllmBatch>();
+    out->input_ids = staging.int64s(h.tokens.input_ids, {h.tokens.rows, h.tokens.length});
+    if (!h.pixels.empty()) {
+      const auto& p0 = h.pixels.front();
+      int64_t tiles = 0;
+      for (const auto& px : h.pixels) tiles += px.num_tiles;
+      out->tiles = staging.empty({tiles, 3, p0.tile_height, p0.tile_width}, torch::kFloat32);
+      auto* dst = static_cast<char*>(out->tiles.data_ptr());
+      for (const auto& px : h.pixels) {
+        std::memcpy(dst, px.data.data(), px.data.size() * sizeof(float));
+        dst += px.data.size() * sizeof(float);
+      }
+    }
+    const auto plan =
+        llava_next::plan_merge(h.tokens.input_ids, h.tokens.attention_mask, h.tokens.rows,
+                               h.tokens.length, config.image_token_index, h.layouts);
+    out->source = staging.int64s(plan.source, {plan.batch, plan.length});
+    out->attention_mask = staging.int64s(plan.attention_mask, {plan.batch, plan.length});
+    out->position_ids = staging.int64s(plan.position_ids, {plan.batch, plan.length});
+    out->images = h.layouts;
+    return out;
+  }
+
+  torch::Tensor run(runtime::HostBatch& batch, const runtime::Staging& staging) const override {
+    auto& b = static_cast<MllmBatch&>(batch);
+    llava_next::DeviceBatch d;
+    d.input_ids = staging.to_device(b.input_ids);
+    d.tiles = staging.to_device(b.tiles);
+    d.images = b.images;
+    d.source = staging.to_device(b.source);
+    d.attention_mask = staging.to_device(b.attention_mask);
+    d.position_ids = staging.to_device(b.position_ids);
+    const auto h = model->forward(d, /*last_only=*/true);  // [B, 1, H]
+    return runtime::l2_normalize(h.select(1, h.size(1) - 1));
   }
 };
 
 MllmEmbedder::MllmEmbedder(const std::string& path_or_id, const LoadOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  const auto cfg_path =
-      detail::prepare_load(path_or_id, options, io::ModelKind::LlavaNext, &impl_->dir);
-  impl_->config = io::load_llava_next_config(cfg_path);
-  impl_->model = nn::LlavaNext(impl_->config);
-  const auto weights = io::WeightSet::open_dir(impl_->dir);
-  nn::load_weights(*impl_->model, weights, options.dtype, options.device, "",
+  auto& m = *impl_;
+  m.checkpoint = models::open_checkpoint(path_or_id, options, Family::LlavaNext);
+  m.config = llava_next::load_config(m.checkpoint.config_json);
+  m.model = llava_next::LlavaNext(m.config);
+  const auto weights = io::WeightSet::open_dir(m.checkpoint.dir);
+  nn::load_weights(*m.model, weights, options.dtype, options.device, "",
                    {"vision_tower.vision_model.embeddings.position_ids"},
-                   impl_->model->unused_prefixes(), options.progress);
-  impl_->model->eval();
-  impl_->load_processor(impl_->dir);
+                   m.model->unused_prefixes(), options.progress);
+  m.model->to(options.device);  // the tensors that are not weights (RoPE's inv_freq)
+  m.model->eval();
+  if (llava_next::Processor::present(m.checkpoint.dir))
+    m.processor_ = std::make_shared<llava_next::Processor>(m.checkpoint.dir, m.config);
 }
 
 MllmEmbedder::~MllmEmbedder() = default;
-MllmEmbedder::MllmEmbedder(MllmEmbedder&&) noexcept = default;
-MllmEmbedder& MllmEmbedder::operator=(MllmEmbedder&&) noexcept = default;
 
-void MllmEmbedder::set_processor(const std::string& path_or_id) {
-  impl_->load_processor(io::resolve_model_dir(path_or_id));
+torch::Tensor MllmEmbedder::encode(const std::vector<EmbedItem>& items,
+                                   const EncodeOptions& options) const {
+  return runtime::encode(*impl_, items, options);
 }
 
-std::string MllmEmbedder::prompt(const std::string* text, bool has_image, const std::string& q_or_c,
-                                 const std::optional<std::string>& task_instruction) {
-  const bool query = q_or_c == "q" || q_or_c == "query";
-  BGEVL_CHECK_ARG(query || q_or_c == "c" || q_or_c == "candidate", "q_or_c must be 'q', 'query', ",
-                  "'c' or 'candidate', got '", q_or_c, "'");
-  std::string s;
-  if (query)
-    s = task_instruction ? "[INST] \n <instruct> " + *task_instruction + " <query> "
-                         : "[INST] \n <instruct>  <query>";
-  else
-    s = "[INST] ";
-  if (text) s += " " + *text + " \n";
-  if (has_image) s += " <image>";
-  return s + " [/INST]";
+torch::Tensor MllmEmbedder::encode(const std::vector<ImageInput>& images,
+                                   const std::vector<std::string>& texts, const Prompt& prompt,
+                                   const EncodeOptions& options) const {
+  return encode(make_items(images, texts, prompt), options);
 }
 
-MllmInputs MllmEmbedder::data_process(const std::vector<ImageInput>& images,
-                                      const std::vector<std::string>& texts, const std::string& q_or_c,
-                                      const std::optional<std::string>& task_instruction) const {
-  BGEVL_CHECK_ARG(!images.empty() || !texts.empty(), "images and text cannot both be empty");
-  BGEVL_CHECK_ARG(images.empty() || texts.empty() || images.size() == texts.size(),
-                  "images and texts must be lists of the same length (got ", images.size(),
-                  " images and ", texts.size(), " texts)");
-  const size_t n = std::max(images.size(), texts.size());
-  std::vector<std::string> prompts;
-  for (size_t i = 0; i < n; ++i)
-    prompts.push_back(prompt(texts.empty() ? nullptr : &texts[i], !images.empty(), q_or_c, task_instruction));
-  const auto batch = impl_->tok().encode_batch(prompts);
-  auto opts = torch::TensorOptions().dtype(torch::kLong);
+void MllmEmbedder::set_processor(const std::string& path_or_id, const std::string& revision) {
+  const auto dir =
+      models::processor_dir(path_or_id, revision, impl_->checkpoint, Family::LlavaNext);
+  auto next = std::make_shared<llava_next::Processor>(dir, impl_->config);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->processor_ = std::move(next);
+}
+
+std::string MllmEmbedder::prompt(const std::optional<std::string>& text, bool has_image,
+                                 const Prompt& prompt) {
+  return llava_next::Processor::prompt(text, has_image, prompt);
+}
+
+MllmInputs MllmEmbedder::data_process(const std::vector<EmbedItem>& items) const {
+  BGEVL_CHECK_ARG(!items.empty(), "data_process needs at least one item (got an empty list)");
+  for (size_t i = 0; i < items.size(); ++i) {
+    BGEVL_CHECK_ARG(items[i].image || items[i].text, "item ", i,
+                    " has neither an image nor a text");
+    if (items[i].image) runtime::check_image(*items[i].image, i);
+  }
+  const auto proc = impl_->processor();
+  const auto h = host_inputs(all_of(items), *proc, impl_->config);
+  const runtime::Staging host(torch::kCPU);
   MllmInputs out;
-  out.input_ids = torch::from_blob(const_cast<int64_t*>(batch.input_ids.data()),
-                                   {batch.rows, batch.length}, opts).clone();
-  out.attention_mask = torch::from_blob(const_cast<int64_t*>(batch.attention_mask.data()),
-                                        {batch.rows, batch.length}, opts).clone();
-  if (!images.empty()) {
-    const auto& cfg = impl_->img();
-    std::vector<vision::LlavaPixels> px(n);
-    detail::parallel_items(static_cast<int64_t>(n), [&](int64_t i) {
-      px[i] = vision::llava_preprocess(detail::decode_input(images[i]), cfg, 512);
-    });
+  out.input_ids = host.int64s(h.tokens.input_ids, {h.tokens.rows, h.tokens.length});
+  out.attention_mask = host.int64s(h.tokens.attention_mask, {h.tokens.rows, h.tokens.length});
+  if (!h.pixels.empty()) {
     int max_tiles = 0;
-    for (const auto& p : px) max_tiles = std::max(max_tiles, p.num_tiles);
-    const int th = px[0].tile_height, tw = px[0].tile_width;
+    for (const auto& p : h.pixels) max_tiles = std::max(max_tiles, p.num_tiles);
+    const int64_t n = static_cast<int64_t>(h.pixels.size());
+    const auto& p0 = h.pixels.front();
     // padded to the most tiles in the batch with zeros, as LlavaNextImageProcessor does
-    out.pixel_values = torch::zeros({int64_t(n), max_tiles, 3, th, tw}, torch::kFloat32);
-    out.image_sizes = torch::empty({int64_t(n), 2}, torch::kLong);
-    for (size_t i = 0; i < n; ++i) {
-      std::memcpy(out.pixel_values[i].data_ptr<float>(), px[i].data.data(),
-                  px[i].data.size() * sizeof(float));
-      out.image_sizes[i][0] = px[i].image_height;
-      out.image_sizes[i][1] = px[i].image_width;
+    out.pixel_values = torch::zeros({n, max_tiles, 3, p0.tile_height, p0.tile_width});
+    out.image_sizes = torch::empty({n, 2}, torch::kLong);
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(out.pixel_values[i].data_ptr<float>(), h.pixels[i].data.data(),
+                  h.pixels[i].data.size() * sizeof(float));
+      out.image_sizes[i][0] = h.pixels[i].image_height;
+      out.image_sizes[i][1] = h.pixels[i].image_width;
     }
   }
   return out;
 }
 
-torch::Tensor MllmEmbedder::forward(const MllmInputs& inputs) const {
-  c10::InferenceMode guard;
-  return impl_->model->forward(inputs.input_ids, inputs.attention_mask, inputs.pixel_values,
-                               inputs.image_sizes, /*last_only=*/false);
+MllmInputs MllmEmbedder::data_process(const std::vector<ImageInput>& images,
+                                      const std::vector<std::string>& texts,
+                                      const Prompt& prompt) const {
+  return data_process(make_items(images, texts, prompt));
 }
 
-torch::Tensor MllmEmbedder::encode(const std::vector<ImageInput>& images,
-                                   const std::vector<std::string>& texts, const std::string& q_or_c,
-                                   const std::optional<std::string>& task_instruction,
-                                   const EncodeOptions& options) const {
-  BGEVL_CHECK_ARG(options.batch_size > 0, "batch_size must be positive, got ", options.batch_size);
-  BGEVL_CHECK_ARG(!images.empty() || !texts.empty(), "encode needs images, texts or both");
-  BGEVL_CHECK_ARG(images.empty() || texts.empty() || images.size() == texts.size(),
-                  "images and texts must be lists of the same length (got ", images.size(),
-                  " images and ", texts.size(), " texts)");
-  c10::InferenceMode guard;
-  const int64_t n = static_cast<int64_t>(std::max(images.size(), texts.size()));
-  std::vector<torch::Tensor> parts;
-  for (int64_t s = 0; s < n; s += options.batch_size) {
-    const int64_t e = std::min(n, s + options.batch_size);
-    std::vector<ImageInput> im;
-    std::vector<std::string> tx;
-    if (!images.empty()) im.assign(images.begin() + s, images.begin() + e);
-    if (!texts.empty()) tx.assign(texts.begin() + s, texts.begin() + e);
-    const auto in = data_process(im, tx, q_or_c, task_instruction);
-    auto h = impl_->model->forward(in.input_ids, in.attention_mask, in.pixel_values, in.image_sizes,
-                                   /*last_only=*/true);
-    parts.push_back(detail::l2_normalize(h.select(1, h.size(1) - 1)));
-    if (options.progress) options.progress(e, n);
+torch::Tensor MllmEmbedder::forward(const MllmInputs& inputs) const {
+  const auto& cfg = impl_->config;
+  BGEVL_CHECK_ARG(
+      inputs.input_ids.defined() && inputs.input_ids.dim() == 2 && inputs.input_ids.numel() > 0,
+      "input_ids must be a non-empty [batch, length] tensor");
+  const auto ids = inputs.input_ids.to(torch::kCPU, torch::kLong).contiguous();
+  const auto mask = inputs.attention_mask.defined()
+                        ? inputs.attention_mask.to(torch::kCPU, torch::kLong).contiguous()
+                        : torch::ones_like(ids);
+  BGEVL_CHECK_ARG(mask.sizes() == ids.sizes(), "attention_mask shape ", mask.sizes(),
+                  " differs from input_ids shape ", ids.sizes());
+  const int64_t vocab = cfg.text.vocab_size;
+  BGEVL_CHECK_ARG(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < vocab,
+                  "input_ids outside the vocabulary [0, ", vocab, ")");
+  llava_next::DeviceBatch d;
+  const auto dev = device();
+  torch::Tensor tiles;
+  if (inputs.pixel_values.defined() && inputs.pixel_values.numel() > 0) {
+    BGEVL_CHECK_ARG(inputs.image_sizes.defined() && inputs.image_sizes.dim() == 2 &&
+                        inputs.image_sizes.size(1) == 2,
+                    "pixel_values given without image_sizes [images, 2] (height, width)");
+    const auto sizes = inputs.image_sizes.to(torch::kCPU, torch::kLong).contiguous();
+    const auto* s = sizes.data_ptr<int64_t>();
+    for (int64_t i = 0; i < sizes.size(0); ++i)
+      d.images.push_back(llava_next::image_layout(cfg, s[2 * i], s[2 * i + 1]));
+    const auto& px = inputs.pixel_values;
+    if (px.dim() == 5) {  // [images, tiles, ...] padded: each image's own tiles
+      BGEVL_CHECK_ARG(px.size(0) == sizes.size(0), "pixel_values holds ", px.size(0),
+                      " images but image_sizes ", sizes.size(0));
+      std::vector<torch::Tensor> parts;
+      for (int64_t i = 0; i < px.size(0); ++i) {
+        BGEVL_CHECK_ARG(d.images[i].tiles <= px.size(1), "image ", i, " needs ", d.images[i].tiles,
+                        " tiles but pixel_values has ", px.size(1));
+        parts.push_back(px[i].narrow(0, 0, d.images[i].tiles));
+      }
+      tiles = torch::cat(parts, 0);
+    } else {
+      BGEVL_CHECK_ARG(px.dim() == 4, "pixel_values must be 4-D or 5-D, got ", px.dim(), "-D");
+      tiles = px;
+    }
   }
-  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  const auto plan = llava_next::plan_merge(
+      std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel()),
+      std::vector<int64_t>(mask.data_ptr<int64_t>(), mask.data_ptr<int64_t>() + mask.numel()),
+      ids.size(0), ids.size(1), cfg.image_token_index, d.images);
+  const runtime::Staging host(torch::kCPU);
+  c10::InferenceMode guard;
+  d.input_ids = ids.to(dev);
+  if (tiles.defined()) d.tiles = tiles.to(dev, torch::kFloat32);
+  d.source = host.int64s(plan.source, {plan.batch, plan.length}).to(dev);
+  d.attention_mask = host.int64s(plan.attention_mask, {plan.batch, plan.length}).to(dev);
+  d.position_ids = host.int64s(plan.position_ids, {plan.batch, plan.length}).to(dev);
+  return impl_->model->forward(d, /*last_only=*/false);
 }
 
 void MllmEmbedder::to(const torch::Device& device, torch::ScalarType dtype) {
-  detail::check_model_dtype(dtype);
+  models::check_dtype(dtype, device);
   impl_->model->to(device, dtype);
 }
-torch::Device MllmEmbedder::device() const { return impl_->model->image_newline.device(); }
+
+int64_t MllmEmbedder::embedding_dim() const { return impl_->config.text.hidden_size; }
+int64_t MllmEmbedder::default_batch_size() const { return impl_->default_batch_size(); }
+torch::Device MllmEmbedder::device() const { return impl_->device(); }
 torch::ScalarType MllmEmbedder::dtype() const { return impl_->model->image_newline.scalar_type(); }
-int64_t MllmEmbedder::hidden_size() const { return impl_->config.text.hidden_size; }
-const std::string& MllmEmbedder::model_dir() const { return impl_->dir; }
+const std::string& MllmEmbedder::model_dir() const { return impl_->checkpoint.dir; }
+const std::string& MllmEmbedder::revision() const { return impl_->checkpoint.revision; }
+
+namespace llava_next {
+models::FamilyEntry family_entry() {
+  return {Family::LlavaNext,
+          "BGE-VL-MLLM (LLaVA-NeXT)",
+          {"llava_next"},
+          {"LLaVANextForEmbedding", "LlavaNextForConditionalGeneration"},
+          {"LlavaNextImageProcessor"},
+          {"tokenizer.model"},
+          [](const std::string& dir, const LoadOptions& options) -> std::unique_ptr<Embedder> {
+            return std::make_unique<MllmEmbedder>(dir, options);
+          }};
+}
+}  // namespace llava_next
 
 }  // namespace bgevl

@@ -1,82 +1,62 @@
 // Mistral (transformers 4.45 MistralModel): token embeddings, decoder layers with grouped-query
-// attention and rotate-half RoPE, RMSNorm in float32, SiLU MLP, final norm. No lm_head.
+// attention and rotate-half RoPE, RMSNorm in float32, SiLU MLP, final norm. No lm_head. Inputs
+// are expected on the model's device; nothing here waits for the device.
 #pragma once
 
 #include <torch/torch.h>
 
-#include "io/config.h"
-#include "nn/clip.h"
+#include "models/llava_next/config.h"
 #include "nn/module.h"
+#include "nn/rope.h"
 
-namespace bgevl::nn {
+namespace bgevl::llava_next {
 
-class RmsNormImpl : public ModuleBase {
+class MistralAttentionImpl : public nn::ModuleBase {
  public:
-  RmsNormImpl(int64_t dim, double eps);
-  torch::Tensor forward(const torch::Tensor& x) const;
-  torch::Tensor weight;
-
- private:
-  double eps_;
-};
-TORCH_MODULE(RmsNorm);
-
-// cos/sin tables for positions [B, L] (float32, then cast to dtype), as MistralRotaryEmbedding.
-struct Rope {
-  torch::Tensor cos, sin;  // [B, L, head_dim]
-};
-
-class MistralAttentionImpl : public ModuleBase {
- public:
-  explicit MistralAttentionImpl(const io::MistralConfig& c);
-  // x [B, L, H]; mask additive [B, 1, L, L] (or rows of it); query_last: only the last row.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const Rope& rope,
-                        bool query_last) const;
-  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  explicit MistralAttentionImpl(const MistralConfig& c);
+  // x [B, L, H]; mask additive [B, 1, L, L]; query_last: only the last row is computed.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
+                        const nn::RopeTables& rope, bool query_last) const;
+  nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
 };
 TORCH_MODULE(MistralAttention);
 
-class MistralMlpImpl : public ModuleBase {
+class MistralDecoderLayerImpl : public nn::ModuleBase {
  public:
-  explicit MistralMlpImpl(const io::MistralConfig& c);
-  torch::Tensor forward(const torch::Tensor& x) const {
-    return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
-  }
-  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
-};
-TORCH_MODULE(MistralMlp);
-
-class MistralDecoderLayerImpl : public ModuleBase {
- public:
-  explicit MistralDecoderLayerImpl(const io::MistralConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask, const Rope& rope,
-                        bool query_last) const;
+  explicit MistralDecoderLayerImpl(const MistralConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
+                        const nn::RopeTables& rope, bool query_last) const;
   MistralAttention self_attn{nullptr};
-  MistralMlp mlp{nullptr};
-  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  nn::GatedMlp mlp{nullptr};
+  nn::RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
 };
 TORCH_MODULE(MistralDecoderLayer);
 
-class MistralModelImpl : public ModuleBase {
+class MistralModelImpl : public nn::ModuleBase {
  public:
-  explicit MistralModelImpl(const io::MistralConfig& c);
+  explicit MistralModelImpl(const MistralConfig& c);
   // Final hidden states after the last norm: [B, L, H], or [B, 1, H] for the last position
   // only when last_only (later rows are never computed in the last layer).
-  // attention_mask [B, L] (0 = padding); position_ids [B, L].
+  // attention_mask [B, L] (0 = padding) and position_ids [B, L], int64 on the model's device.
   torch::Tensor forward(const torch::Tensor& inputs_embeds, const torch::Tensor& attention_mask,
                         const torch::Tensor& position_ids, bool last_only) const;
-  Embedding embed_tokens{nullptr};
+  nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers;
-  RmsNorm norm{nullptr};
-  const io::MistralConfig& config() const { return cfg_; }
+  nn::RmsNorm norm{nullptr};
+  nn::RotaryEmbedding rotary_emb{nullptr};
+  const MistralConfig& config() const { return cfg_; }
 
  private:
-  io::MistralConfig cfg_;
-  torch::Tensor inv_freq_;  // float32 [head_dim / 2], on the CPU; moved per call
+  MistralConfig cfg_;
 };
 TORCH_MODULE(MistralModel);
 
-}  // namespace bgevl::nn
+// The additive mask of MistralModel._update_causal_mask: causal (+ sliding window) + padding,
+// with the dtype's lowest value (not -inf: fully masked rows stay finite). [B, 1, L, L].
+torch::Tensor causal_mask(const torch::Tensor& attention_mask, int64_t sliding_window,
+                          torch::ScalarType dtype);
+
+}  // namespace bgevl::llava_next

@@ -1,0 +1,41 @@
+#include "io/json.h"
+
+#include <filesystem>
+#include <fstream>
+
+namespace bgevl::io {
+
+using json = nlohmann::json;
+
+json read_json_file(const std::string& path) {
+  std::error_code ec;
+  BGEVL_CHECK(std::filesystem::exists(path, ec), FileNotFoundError, "file not found: ", path);
+  std::ifstream in(path);
+  BGEVL_CHECK(in.good(), Error, "cannot read ", path);
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw InvalidArgumentError(detail::concat(path, " is not valid JSON (", e.what(), ")"));
+  }
+}
+
+const json& need_object(const json& obj, const char* key, const std::string& file) {
+  auto it = obj.find(key);
+  BGEVL_CHECK_ARG(it != obj.end(), file, ": missing needed key '", key, "'");
+  BGEVL_CHECK_ARG(it->is_object(), file, ": key '", key, "' must be an object");
+  return *it;
+}
+
+ModelTypeInfo read_model_type(const std::string& path) {
+  const json j = read_json_file(path);
+  BGEVL_CHECK_ARG(j.is_object(), path, " is not a JSON object");
+  ModelTypeInfo info;
+  if (auto it = j.find("model_type"); it != j.end() && it->is_string())
+    info.model_type = it->get<std::string>();
+  if (auto it = j.find("architectures"); it != j.end() && it->is_array())
+    for (const auto& a : *it)
+      if (a.is_string()) info.architectures.push_back(a.get<std::string>());
+  return info;
+}
+
+}  // namespace bgevl::io

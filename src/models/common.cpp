@@ -1,0 +1,44 @@
+#include "models/common.h"
+
+#include <filesystem>
+
+#include "bgevl/errors.h"
+#include "io/model_dir.h"
+#include "models/registry.h"
+
+namespace bgevl::models {
+
+void check_dtype(torch::ScalarType dtype, const torch::Device& device) {
+  BGEVL_CHECK_ARG(dtype == torch::kFloat32 || dtype == torch::kFloat16 || dtype == torch::kBFloat16,
+                  "dtype must be float32, float16 or bfloat16, got ", dtype);
+  BGEVL_CHECK_ARG(!(dtype == torch::kFloat16 && device.is_cpu()),
+                  "float16 runs on CUDA only (libtorch's CPU kernels have no float16 matrix "
+                  "products): on the CPU use bfloat16 or float32");
+}
+
+Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& options,
+                           Family family) {
+  check_dtype(options.dtype, options.device);
+  Checkpoint c;
+  c.revision = options.revision;
+  c.dir = io::resolve_model_dir(path_or_id, options.revision);
+  c.config_json = c.dir + "/config.json";
+  BGEVL_CHECK(std::filesystem::exists(c.config_json), FileNotFoundError, "no config.json in ",
+              c.dir);
+  const auto& found = detect(c.config_json);
+  BGEVL_CHECK_ARG(found.family == family, c.config_json, " is a ", found.title, " checkpoint, not ",
+                  entry(family).title, " (bgevl::load and bgevl.AutoModel pick the family)");
+  return c;
+}
+
+std::string processor_dir(const std::string& path_or_id, const std::string& revision,
+                          const Checkpoint& checkpoint, Family family) {
+  const auto dir =
+      io::resolve_model_dir(path_or_id, revision.empty() ? checkpoint.revision : revision);
+  const auto found = processor_family(dir);
+  BGEVL_CHECK_ARG(!found || *found == family, "set_processor: ", dir, " holds a ",
+                  entry(*found).title, " processor, and this model is ", entry(family).title);
+  return dir;
+}
+
+}  // namespace bgevl::models

@@ -1,0 +1,82 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <future>
+#include <numeric>
+
+#include "bgevl/errors.h"
+#include "runtime/thread_pool.h"
+
+namespace bgevl::runtime {
+
+void with_item_context(size_t index, const std::function<void()>& fn) {
+  const std::string where = "item " + std::to_string(index) + ": ";
+  try {
+    fn();
+  } catch (const FileNotFoundError& e) {
+    throw FileNotFoundError(where + e.what());
+  } catch (const InvalidArgumentError& e) {
+    throw InvalidArgumentError(where + e.what());
+  } catch (const Error& e) {
+    throw Error(where + e.what());
+  }
+}
+
+torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& items,
+                     const EncodeOptions& options) {
+  BGEVL_CHECK_ARG(!items.empty(), "encode needs at least one item (got an empty list)");
+  BGEVL_CHECK_ARG(options.batch_size >= 0,
+                  "batch_size must be positive (or 0: the model's default, ",
+                  model.default_batch_size(), "), got ", options.batch_size);
+  after_fork_fixups();
+  const int64_t n = static_cast<int64_t>(items.size());
+  const int64_t bs = options.batch_size > 0 ? options.batch_size : model.default_batch_size();
+  const std::vector<int64_t> costs = model.check(items, options);
+
+  // Long lists are batched by cost (less padding); the rows go back to the caller's order.
+  std::vector<size_t> order(items.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  if (n > bs && !costs.empty())
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return costs[a] < costs[b]; });
+
+  const Staging staging(model.device());
+  const auto pool = runtime::pool();
+  const int64_t batches = (n + bs - 1) / bs;
+  auto prepare = [&](int64_t k) {
+    BatchItems b;
+    for (int64_t i = k * bs; i < std::min(n, (k + 1) * bs); ++i) {
+      b.items.push_back(&items[order[i]]);
+      b.index.push_back(order[i]);
+    }
+    return model.prepare(b, options, staging);
+  };
+  // On CUDA the host prepares batch k+1 while the GPU computes batch k. On the CPU both would
+  // compete for the same cores (and OpenMP's spinning threads suffer from that): batches are
+  // prepared on the whole pool, then computed.
+  const bool overlap = model.device().is_cuda() && batches > 1;
+
+  c10::InferenceMode guard;
+  std::vector<torch::Tensor> parts;
+  std::future<std::unique_ptr<HostBatch>> next;
+  struct WaitForPrepare {  // an in-flight prepare uses the locals above: never unwind past it
+    std::future<std::unique_ptr<HostBatch>>& f;
+    ~WaitForPrepare() {
+      if (f.valid()) f.wait();
+    }
+  } wait_for_prepare{next};
+  if (overlap) next = pool->submit([&] { return prepare(0); });
+  for (int64_t k = 0; k < batches; ++k) {
+    std::unique_ptr<HostBatch> batch = overlap ? next.get() : prepare(k);
+    if (overlap && k + 1 < batches) next = pool->submit([&, k] { return prepare(k + 1); });
+    parts.push_back(model.run(*batch, staging));
+    if (options.progress) options.progress(std::min(n, (k + 1) * bs), n);
+  }
+  auto out = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  if (std::is_sorted(order.begin(), order.end())) return out;
+  std::vector<int64_t> row(items.size());  // row of item i in `out`
+  for (size_t i = 0; i < order.size(); ++i) row[order[i]] = static_cast<int64_t>(i);
+  return out.index_select(0, staging.to_device(staging.int64s(row, {n})));
+}
+
+}  // namespace bgevl::runtime

@@ -1,0 +1,60 @@
+// The batch engine every family's encode runs on: it checks all items before computing, orders
+// long lists by cost (similar lengths share a batch, less padding), prepares batch k+1 (decode,
+// resize, tokenize into staging memory) on the pool while the model computes batch k when the
+// model is on CUDA, reports progress, and returns the rows in the caller's order.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "bgevl/embedder.h"
+#include "bgevl/options.h"
+#include "runtime/staging.h"
+
+namespace bgevl::runtime {
+
+// A batch prepared on the host; each family defines what it holds.
+struct HostBatch {
+  virtual ~HostBatch() = default;
+};
+
+// The items of one batch, with their indices in the caller's list (for messages).
+struct BatchItems {
+  std::vector<const EmbedItem*> items;
+  std::vector<size_t> index;
+  size_t size() const { return items.size(); }
+  const EmbedItem& operator[](size_t i) const { return *items[i]; }
+};
+
+// Runs fn and rethrows a bgevl error it throws with "item N: " in front, keeping its type.
+void with_item_context(size_t index, const std::function<void()>& fn);
+
+// What a family gives the engine.
+class BatchModel {
+ public:
+  virtual ~BatchModel() = default;
+  virtual int64_t default_batch_size() const = 0;
+  virtual torch::Device device() const = 0;
+  // Checks every item (and the options) without decoding anything: the errors a long list would
+  // otherwise meet only when an item's batch comes up. Returns one cost per item to order long
+  // lists by (token counts, tiles), or an empty vector to keep the caller's order.
+  virtual std::vector<int64_t> check(const std::vector<EmbedItem>& items,
+                                     const EncodeOptions& options) const = 0;
+  // Host work for one batch (decoding, resizing, tokenizing) into `staging` memory. Runs on a
+  // pool thread, possibly while run() computes the previous batch; may use the pool itself.
+  virtual std::unique_ptr<HostBatch> prepare(const BatchItems& items, const EncodeOptions& options,
+                                             const Staging& staging) const = 0;
+  // Device work: L2-normalised float32 [items, D] on device(). No host synchronisation.
+  virtual torch::Tensor run(HostBatch& batch, const Staging& staging) const = 0;
+};
+
+// Embedder::encode for any family.
+torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& items,
+                     const EncodeOptions& options);
+
+}  // namespace bgevl::runtime

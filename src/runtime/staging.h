@@ -1,0 +1,42 @@
+// Host memory for batches on their way to the model's device: page-locked (pinned) when the model
+// is on CUDA, so the copy is asynchronous and the host never waits for the GPU; ordinary memory
+// on the CPU, where "copying" is a no-op.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace bgevl::runtime {
+
+class Staging {
+ public:
+  explicit Staging(torch::Device device) : device_(device) {}
+
+  const torch::Device& device() const { return device_; }
+
+  torch::Tensor empty(at::IntArrayRef sizes, torch::ScalarType dtype) const {
+    return torch::empty(sizes,
+                        torch::TensorOptions().dtype(dtype).pinned_memory(device_.is_cuda()));
+  }
+
+  // An int64 tensor of `sizes` holding `values` (row-major).
+  torch::Tensor int64s(const std::vector<int64_t>& values, at::IntArrayRef sizes) const {
+    auto t = empty(sizes, torch::kLong);
+    if (!values.empty()) std::memcpy(t.data_ptr<int64_t>(), values.data(), values.size() * 8);
+    return t;
+  }
+
+  // On the device: a non-blocking copy out of pinned memory (the caching host allocator keeps
+  // the block until the copy is done), or the tensor itself when the device is the CPU.
+  torch::Tensor to_device(const torch::Tensor& host) const {
+    return host.defined() ? host.to(device_, /*non_blocking=*/true) : host;
+  }
+
+ private:
+  torch::Device device_;
+};
+
+}  // namespace bgevl::runtime

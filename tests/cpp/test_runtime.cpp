@@ -1,0 +1,170 @@
+// The runtime layer: the persistent pool and the batch engine every family's encode runs on.
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+
+#include "bgevl/bgevl.h"
+#include "runtime/engine.h"
+#include "runtime/thread_pool.h"
+#include "test_util.h"
+
+using namespace bgevl;
+using namespace bgevl::test;
+
+TEST(ThreadPool, RunsEveryIndexOnce) {
+  runtime::ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(1000);
+  pool.parallel_for(1000, [&](int64_t i) { hits[i]++; });
+  for (const auto& h : hits) EXPECT_EQ(h.load(), 1);
+  pool.parallel_for(0, [&](int64_t) { ADD_FAILURE(); });
+}
+
+TEST(ThreadPool, ReportsTheLowestFailingIndex) {
+  runtime::ThreadPool pool(4);
+  for (int round = 0; round < 20; ++round) {
+    try {
+      pool.parallel_for(64, [&](int64_t i) {
+        if (i == 40 || i == 7) throw InvalidArgumentError("bad " + std::to_string(i));
+      });
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidArgumentError& e) {  // the type is kept
+      EXPECT_STREQ(e.what(), "bad 7");
+    }
+  }
+}
+
+TEST(ThreadPool, NestedCallsFromPoolTasksFinish) {
+  runtime::ThreadPool pool(2);
+  std::atomic<int> n{0};
+  auto outer = pool.submit([&] {
+    pool.parallel_for(50, [&](int64_t) { pool.parallel_for(4, [&](int64_t) { n++; }); });
+    return 7;
+  });
+  pool.parallel_for(10, [&](int64_t) { n++; });
+  EXPECT_EQ(outer.get(), 7);
+  EXPECT_EQ(n.load(), 210);
+  auto failing = pool.submit([]() -> int { throw FileNotFoundError("gone"); });
+  EXPECT_THROW(failing.get(), FileNotFoundError);
+}
+
+TEST(ThreadPool, OneThreadRunsInline) {
+  runtime::ThreadPool pool(1);
+  EXPECT_EQ(pool.size(), 1);
+  const auto caller = std::this_thread::get_id();
+  pool.parallel_for(5, [&](int64_t) { EXPECT_EQ(std::this_thread::get_id(), caller); });
+  EXPECT_EQ(pool.submit([] { return 3; }).get(), 3);
+}
+
+TEST(Settings, SetNumThreadsSetsBothAndChecksRange) {
+  const int before = at::get_num_threads();
+  set_num_threads(2);
+  EXPECT_EQ(at::get_num_threads(), 2);
+  EXPECT_EQ(num_threads(), 2);
+  EXPECT_EQ(runtime::pool()->size(), 2);
+  set_num_threads(1);
+  EXPECT_EQ(at::get_num_threads(), 1);
+  EXPECT_EQ(runtime::pool()->size(), 1);
+  EXPECT_THROW(set_num_threads(-1), InvalidArgumentError);
+  EXPECT_THROW(set_num_threads(100000), InvalidArgumentError);
+  set_num_threads(0);  // every core
+  EXPECT_EQ(num_threads(), static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(before);
+}
+
+namespace {
+
+// A family that embeds item k as the row [k]: shows the engine's ordering, batching and checks.
+struct Echo : runtime::BatchModel {
+  mutable std::mutex mu;
+  mutable std::vector<std::vector<size_t>> batches;
+  mutable int prepared = 0;
+  int64_t default_batch_size() const override { return 4; }
+  torch::Device device() const override { return torch::kCPU; }
+  std::vector<int64_t> check(const std::vector<EmbedItem>& items,
+                             const EncodeOptions&) const override {
+    std::vector<int64_t> cost;
+    for (size_t i = 0; i < items.size(); ++i) {
+      BGEVL_CHECK_ARG(items[i].text, "item ", i, " has no text");
+      cost.push_back(static_cast<int64_t>(items[i].text->size()));
+    }
+    return cost;
+  }
+  struct Batch : runtime::HostBatch {
+    std::vector<size_t> index;
+  };
+  std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b, const EncodeOptions&,
+                                              const runtime::Staging&) const override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++prepared;
+    auto out = std::make_unique<Batch>();
+    out->index = b.index;
+    return out;
+  }
+  torch::Tensor run(runtime::HostBatch& batch, const runtime::Staging&) const override {
+    auto& b = static_cast<Batch&>(batch);
+    batches.push_back(b.index);
+    std::vector<float> v(b.index.begin(), b.index.end());
+    return torch::tensor(v).view({-1, 1});
+  }
+};
+
+}  // namespace
+
+TEST(Engine, OrdersByCostAndRestoresTheCallersOrder) {
+  Echo echo;
+  std::vector<EmbedItem> items;
+  const std::vector<int> lengths = {9, 1, 5, 3, 8, 2, 7, 4, 6, 1};
+  for (int len : lengths) items.emplace_back(std::string(len, 'x'));
+  std::vector<std::pair<int64_t, int64_t>> progress;
+  EncodeOptions o;
+  o.progress = [&](int64_t done, int64_t total) { progress.emplace_back(done, total); };
+  const auto out = runtime::encode(echo, items, o);
+  ASSERT_EQ(out.size(0), 10);
+  for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(out[i][0].item<float>(), float(i));
+  ASSERT_EQ(echo.batches.size(), 3u);                             // default batch size 4: 4 + 4 + 2
+  EXPECT_EQ(echo.batches[0], (std::vector<size_t>{1, 9, 5, 3}));  // shortest first, stable
+  EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{{4, 10}, {8, 10}, {10, 10}}));
+}
+
+TEST(Engine, ChecksEveryItemBeforeComputing) {
+  Echo echo;
+  std::vector<EmbedItem> items(6, EmbedItem("x"));
+  items[5] = EmbedItem(ImageInput::path("a.png"));
+  try {
+    runtime::encode(echo, items, {});
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("item 5"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(echo.prepared, 0);
+  EXPECT_THROW(runtime::encode(echo, {}, {}), InvalidArgumentError);
+  EncodeOptions bad;
+  bad.batch_size = -2;
+  EXPECT_THROW(runtime::encode(echo, {EmbedItem("x")}, bad), InvalidArgumentError);
+}
+
+TEST(Engine, ShortListsKeepTheirOrder) {
+  Echo echo;
+  std::vector<EmbedItem> items = {EmbedItem("long text"), EmbedItem("a")};
+  runtime::encode(echo, items, {});
+  ASSERT_EQ(echo.batches.size(), 1u);
+  EXPECT_EQ(echo.batches[0], (std::vector<size_t>{0, 1}));
+}
+
+TEST(Items, MakeItemsZipsAndChecks) {
+  const auto img = ImageInput::path("a.png");
+  auto items = make_items({img, img}, {"x", "y"}, Prompt::query("i"));
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_TRUE(items[1].image && items[1].text && *items[1].text == "y");
+  EXPECT_EQ(items[0].prompt.role, Role::Query);
+  EXPECT_EQ(make_items({}, {"x"}).size(), 1u);
+  EXPECT_THROW(make_items({}, {}), InvalidArgumentError);
+  EXPECT_THROW(make_items({img}, {"x", "y"}), InvalidArgumentError);
+  EXPECT_EQ(parse_role("query"), Role::Query);
+  EXPECT_EQ(parse_role("c"), Role::Candidate);
+}
