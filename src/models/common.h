@@ -4,9 +4,12 @@
 
 #include <torch/torch.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "bgevl/embedder.h"
+#include "bgevl/errors.h"
 #include "bgevl/options.h"
 
 namespace bgevl::models {
@@ -30,5 +33,37 @@ void check_dtype(torch::ScalarType dtype, const torch::Device& device);
 // empty); InvalidArgumentError when the folder holds another family's processor.
 std::string processor_dir(const std::string& path_or_id, const std::string& revision,
                           const Checkpoint& checkpoint, Family family);
+
+// A model's processor (tokenizer + image processor of a folder), which set_processor replaces
+// while other threads may be encoding: readers take a reference-counted copy.
+template <typename Processor>
+class ProcessorSlot {
+ public:
+  // `files`: what a folder needs, for the message when there is no processor.
+  explicit ProcessorSlot(std::string files) : files_(std::move(files)) {}
+
+  std::shared_ptr<const Processor> get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    BGEVL_CHECK_ARG(processor_ != nullptr, "no processor: ", dir_, " has no ", files_,
+                    "; call set_processor(path) with a folder that has");
+    return processor_;
+  }
+  // Loads the processor of `dir` when it has one (at load: a folder may hold only weights).
+  template <typename Config>
+  void load_if_present(const std::string& dir, const Config& config) {
+    dir_ = dir;
+    if (Processor::present(dir)) set(std::make_shared<const Processor>(dir, config));
+  }
+  void set(std::shared_ptr<const Processor> p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dir_ = p->dir();
+    processor_ = std::move(p);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::string files_, dir_;
+  std::shared_ptr<const Processor> processor_;
+};
 
 }  // namespace bgevl::models

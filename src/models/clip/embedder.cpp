@@ -1,6 +1,5 @@
 // BGE-VL-CLIP's Embedder: the model card's encode on the batch engine, plus the processor and
 // get_text_features / get_image_features.
-#include <mutex>
 
 #include "bgevl/clip_embedder.h"
 #include "bgevl/errors.h"
@@ -50,16 +49,10 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
   models::Checkpoint checkpoint;
   clip::Config config;
   clip::ClipModel model{nullptr};
-  mutable std::mutex mu;  // guards processor_ (set_processor may run beside encode)
-  std::shared_ptr<const clip::Processor> processor_;
+  models::ProcessorSlot<clip::Processor> processors{
+      "vocab.json, merges.txt or preprocessor_config.json"};
 
-  std::shared_ptr<const clip::Processor> processor() const {
-    std::lock_guard<std::mutex> lock(mu);
-    BGEVL_CHECK_ARG(processor_ != nullptr, "no processor: ", checkpoint.dir,
-                    " has no vocab.json, merges.txt or preprocessor_config.json; call "
-                    "set_processor(path) with a folder that has");
-    return processor_;
-  }
+  std::shared_ptr<const clip::Processor> processor() const { return processors.get(); }
 
   int64_t default_batch_size() const override { return 32; }
   torch::Device device() const override { return model->logit_scale.device(); }
@@ -162,8 +155,7 @@ ClipEmbedder::ClipEmbedder(const std::string& path_or_id, const LoadOptions& opt
                    {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"},
                    {}, options.progress);
   m.model->eval();
-  if (clip::Processor::present(m.checkpoint.dir))
-    m.processor_ = std::make_shared<clip::Processor>(m.checkpoint.dir, m.config);
+  m.processors.load_if_present(m.checkpoint.dir, m.config);
 }
 
 ClipEmbedder::~ClipEmbedder() = default;
@@ -181,9 +173,7 @@ torch::Tensor ClipEmbedder::encode(const std::vector<ImageInput>& images,
 
 void ClipEmbedder::set_processor(const std::string& path_or_id, const std::string& revision) {
   const auto dir = models::processor_dir(path_or_id, revision, impl_->checkpoint, Family::Clip);
-  auto next = std::make_shared<clip::Processor>(dir, impl_->config);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->processor_ = std::move(next);
+  impl_->processors.set(std::make_shared<const clip::Processor>(dir, impl_->config));
 }
 
 TextInputs ClipEmbedder::tokenize(const std::vector<std::string>& texts, bool truncate) const {

@@ -1,7 +1,6 @@
 // BGE-VL-MLLM's Embedder: the model card's data_process + forward, and encode on the batch
 // engine (host plan, last position only in the last layer).
 #include <cstring>
-#include <mutex>
 
 #include "bgevl/errors.h"
 #include "bgevl/mllm_embedder.h"
@@ -81,16 +80,10 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
   models::Checkpoint checkpoint;
   llava_next::Config config;
   llava_next::LlavaNext model{nullptr};
-  mutable std::mutex mu;  // guards processor_ (set_processor may run beside encode)
-  std::shared_ptr<const llava_next::Processor> processor_;
+  models::ProcessorSlot<llava_next::Processor> processors{
+      "tokenizer.model or preprocessor_config.json"};
 
-  std::shared_ptr<const llava_next::Processor> processor() const {
-    std::lock_guard<std::mutex> lock(mu);
-    BGEVL_CHECK_ARG(processor_ != nullptr, "no processor: ", checkpoint.dir,
-                    " has no tokenizer.model or preprocessor_config.json; call set_processor(path) "
-                    "with a folder that has");
-    return processor_;
-  }
+  std::shared_ptr<const llava_next::Processor> processor() const { return processors.get(); }
 
   int64_t default_batch_size() const override { return 8; }
   torch::Device device() const override { return model->image_newline.device(); }
@@ -181,8 +174,7 @@ MllmEmbedder::MllmEmbedder(const std::string& path_or_id, const LoadOptions& opt
                    m.model->unused_prefixes(), options.progress);
   m.model->to(options.device);  // the tensors that are not weights (RoPE's inv_freq)
   m.model->eval();
-  if (llava_next::Processor::present(m.checkpoint.dir))
-    m.processor_ = std::make_shared<llava_next::Processor>(m.checkpoint.dir, m.config);
+  m.processors.load_if_present(m.checkpoint.dir, m.config);
 }
 
 MllmEmbedder::~MllmEmbedder() = default;
@@ -201,9 +193,7 @@ torch::Tensor MllmEmbedder::encode(const std::vector<ImageInput>& images,
 void MllmEmbedder::set_processor(const std::string& path_or_id, const std::string& revision) {
   const auto dir =
       models::processor_dir(path_or_id, revision, impl_->checkpoint, Family::LlavaNext);
-  auto next = std::make_shared<llava_next::Processor>(dir, impl_->config);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->processor_ = std::move(next);
+  impl_->processors.set(std::make_shared<const llava_next::Processor>(dir, impl_->config));
 }
 
 std::string MllmEmbedder::prompt(const std::optional<std::string>& text, bool has_image,
