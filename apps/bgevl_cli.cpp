@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -27,7 +28,7 @@ apart by its config.json) and writes the L2-normalised embeddings as a float32 [
   --model DIR_OR_ID   checkpoint folder, or a hub id (BAAI/BGE-VL-base) in the local HF cache
   --revision REV      the hub-cache revision of a hub id (default main)
   --image PATH        an image file (repeatable): JPEG, PNG, BMP, WebP, TIFF
-  --images-from FILE  image files listed one per line (after the --image ones)
+  --images-from FILE  image files listed one per line (in order among the --image ones)
   --text STR          a text (repeatable)
                       images only, texts only, or as many texts as images (composed queries)
   --out FILE.npy      where the embeddings go (checked before anything is computed)
@@ -146,8 +147,11 @@ int encode(int argc, char** argv) {
   for (const auto& p : image_paths) images.push_back(bgevl::ImageInput::path(p));
   const auto items = bgevl::make_items(images, texts, prompt);
 
-  // Both outputs are opened now: a folder that does not exist fails before the model loads.
-  bgevl::app::AtomicFile npy(out), rows(rows_path(out));
+  // The outputs are opened now: a folder that does not exist fails before the model loads. The
+  // row list goes beside a file, not beside a device or a pipe (/dev/stdout).
+  bgevl::app::AtomicFile npy(out);
+  std::unique_ptr<bgevl::app::AtomicFile> rows;
+  if (!npy.in_place()) rows = std::make_unique<bgevl::app::AtomicFile>(rows_path(out));
 
   bgevl::set_num_threads(static_cast<int>(threads));
   if (lo.device.is_cpu()) bgevl::tune_cpu_allocator();
@@ -161,16 +165,16 @@ int encode(int argc, char** argv) {
   const torch::Tensor emb = embedder->encode(items, eo);
 
   bgevl::app::write_npy(npy, emb);
-  for (size_t i = 0; i < items.size(); ++i) {
+  for (size_t i = 0; rows && i < items.size(); ++i) {
     nlohmann::ordered_json row = {{"row", i}};
     if (!image_paths.empty()) row["image"] = image_paths[i];
     if (!texts.empty()) row["text"] = texts[i];
-    rows.write(row.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+    rows->write(row.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
   }
+  if (rows) rows->commit();
   npy.commit();
-  rows.commit();
-  std::cout << "wrote embeddings of shape [" << emb.size(0) << ", " << emb.size(1) << "] to " << out
-            << " (rows listed in " << rows.path() << ")\n";
+  std::cerr << "wrote embeddings of shape [" << emb.size(0) << ", " << emb.size(1) << "] to " << out
+            << (rows ? " (rows listed in " + rows->path() + ")" : std::string()) << "\n";
   return 0;
 }
 

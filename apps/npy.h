@@ -23,6 +23,8 @@ class AtomicFile {
   // Flushes, syncs, closes and renames; bgevl::Error on any failure (a full disk included).
   void commit();
   const std::string& path() const { return path_; }
+  // A device or a pipe, written in place (no temporary file, nothing renamed).
+  bool in_place() const { return tmp_ == path_; }
 
  private:
   std::string path_, tmp_;

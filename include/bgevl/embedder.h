@@ -54,7 +54,9 @@ struct Prompt {
 };
 
 // The BGE-VL-MLLM model card's composed-image-retrieval instruction (with its trailing space).
-extern const char* const kComposedRetrievalInstruction;
+inline constexpr const char kComposedRetrievalInstruction[] =
+    "Retrieve the target image that best meets the combined criteria by using both the provided "
+    "image and the image retrieval instructions: ";
 
 // One input: an image, a text, or both (a composed query: "this image, changed like this").
 struct EmbedItem {

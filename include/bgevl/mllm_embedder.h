@@ -34,7 +34,7 @@ class MllmEmbedder final : public Embedder {
  public:
   // The composed-image-retrieval instruction of the model card
   // (bgevl::kComposedRetrievalInstruction).
-  static const char* const kComposedRetrievalInstruction;
+  static constexpr const char* kComposedRetrievalInstruction = bgevl::kComposedRetrievalInstruction;
 
   explicit MllmEmbedder(const std::string& path_or_id, const LoadOptions& options = {});
   ~MllmEmbedder() override;

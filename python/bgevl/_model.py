@@ -63,12 +63,12 @@ def progress_callback(progress, what="encoded"):
 class Model:
     """Holds `self._core` (a bgevl._C embedder) and mirrors torch.nn.Module's housekeeping."""
 
-    _core_class = None  # the _C class a family's constructor builds
+    _core_class = None  # the _C class a family's constructor builds; the base loads any family
 
     def __init__(self, path_or_id, device=None, dtype=None, revision="main", progress=None):
-        core = self._core_class(str(path_or_id), _to_device_str(device) or "cpu",
-                                _to_dtype_str(dtype) or "float32", revision,
-                                progress_callback(progress, "loaded"))
+        core = (self._core_class or _C.load)(str(path_or_id), _to_device_str(device) or "cpu",
+                                             _to_dtype_str(dtype) or "float32", revision,
+                                             progress_callback(progress, "loaded"))
         self._init_core(core)
 
     def _init_core(self, core):

@@ -1,6 +1,4 @@
 """BGE-VL-CLIP with the transformers model card's interface."""
-import torch
-
 from . import _C
 from ._inputs import items as _items
 from ._model import Model, register_family
@@ -67,8 +65,6 @@ class CLIPModel(Model):
     def get_text_features(self, input_ids=None, attention_mask=None, **kwargs):
         if input_ids is None:
             raise ValueError("input_ids is required")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         return self._core.get_text_features(input_ids, attention_mask)
 
     def get_image_features(self, pixel_values=None, **kwargs):

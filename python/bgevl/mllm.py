@@ -1,8 +1,6 @@
 """BGE-VL-MLLM (LLaVA-NeXT + Mistral) with the transformers model card's interface."""
 import warnings
 
-import torch
-
 from . import _C
 from ._inputs import items as _items
 from ._model import Model, register_family
@@ -50,12 +48,7 @@ class MLLMModel(Model):
         """model(**inputs, output_hidden_states=True): the final hidden states [B, L, H]."""
         if input_ids is None:
             raise ValueError("input_ids is required")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        empty = torch.empty(0)
-        return self._core.forward(input_ids, attention_mask,
-                                  empty if pixel_values is None else pixel_values,
-                                  empty if image_sizes is None else image_sizes)
+        return self._core.forward(input_ids, attention_mask, pixel_values, image_sizes)
 
     forward = __call__
 

@@ -176,11 +176,11 @@ PYBIND11_MODULE(_C, m) {
            py::call_guard<py::gil_scoped_release>())
       .def(
           "get_text_features",
-          [](const ClipEmbedder& self, torch::Tensor ids, torch::Tensor mask) {
+          [](const ClipEmbedder& self, torch::Tensor ids, std::optional<torch::Tensor> mask) {
             py::gil_scoped_release nogil;
-            return self.get_text_features({ids, mask});
+            return self.get_text_features({ids, mask.value_or(torch::Tensor())});
           },
-          py::arg("input_ids"), py::arg("attention_mask"))
+          py::arg("input_ids"), py::arg("attention_mask") = py::none())
       .def("get_image_features", &ClipEmbedder::get_image_features, py::arg("pixel_values"),
            py::call_guard<py::gil_scoped_release>());
 
@@ -215,12 +215,13 @@ PYBIND11_MODULE(_C, m) {
           py::arg("images"), py::arg("texts"), py::arg("q_or_c"), py::arg("instruction"))
       .def(
           "forward",
-          [](const MllmEmbedder& self, torch::Tensor ids, torch::Tensor mask, torch::Tensor px,
-             torch::Tensor sizes) {
+          [](const MllmEmbedder& self, torch::Tensor ids, std::optional<torch::Tensor> mask,
+             std::optional<torch::Tensor> px, std::optional<torch::Tensor> sizes) {
             py::gil_scoped_release nogil;
-            return self.forward({ids, mask, px, sizes});
+            return self.forward({ids, mask.value_or(torch::Tensor()), px.value_or(torch::Tensor()),
+                                 sizes.value_or(torch::Tensor())});
           },
-          py::arg("input_ids"), py::arg("attention_mask"), py::arg("pixel_values"),
-          py::arg("image_sizes"));
+          py::arg("input_ids"), py::arg("attention_mask") = py::none(),
+          py::arg("pixel_values") = py::none(), py::arg("image_sizes") = py::none());
   m.attr("COMPOSED_RETRIEVAL_INSTRUCTION") = bgevl::kComposedRetrievalInstruction;
 }

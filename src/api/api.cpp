@@ -2,33 +2,23 @@
 // parsing, the version.
 #include <torch/torch.h>
 
-#include <filesystem>
-
 #include "bgevl/bgevl.h"
 #include "bgevl/errors.h"
-#include "io/model_dir.h"
 #include "models/common.h"
 #include "models/registry.h"
-#include "runtime/thread_pool.h"
 
 namespace bgevl {
 
 const char* version() { return "0.1.0"; }
 
 std::unique_ptr<Embedder> load(const std::string& path_or_id, const LoadOptions& options) {
-  runtime::install_fork_handlers();
   models::check_dtype(options.dtype, options.device);
-  const auto dir = io::resolve_model_dir(path_or_id, options.revision);
-  const std::string config = dir + "/config.json";
-  BGEVL_CHECK(std::filesystem::exists(config), FileNotFoundError, "no config.json in ", dir);
-  return models::detect(config).load(dir, options);
+  const auto c = models::resolve_checkpoint(path_or_id, options.revision);
+  return models::detect(c.config_json).load(c.dir, options);
 }
 
 Family model_family(const std::string& path_or_id, const std::string& revision) {
-  const auto dir = io::resolve_model_dir(path_or_id, revision);
-  const std::string config = dir + "/config.json";
-  BGEVL_CHECK(std::filesystem::exists(config), FileNotFoundError, "no config.json in ", dir);
-  return models::detect(config).family;
+  return models::detect(models::resolve_checkpoint(path_or_id, revision).config_json).family;
 }
 
 torch::Device parse_device(const std::string& name) {

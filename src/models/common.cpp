@@ -5,6 +5,7 @@
 #include "bgevl/errors.h"
 #include "io/model_dir.h"
 #include "models/registry.h"
+#include "runtime/thread_pool.h"
 
 namespace bgevl::models {
 
@@ -16,15 +17,21 @@ void check_dtype(torch::ScalarType dtype, const torch::Device& device) {
                   "products): on the CPU use bfloat16 or float32");
 }
 
-Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& options,
-                           Family family) {
-  check_dtype(options.dtype, options.device);
+Checkpoint resolve_checkpoint(const std::string& path_or_id, const std::string& revision) {
   Checkpoint c;
-  c.revision = options.revision;
-  c.dir = io::resolve_model_dir(path_or_id, options.revision);
+  c.revision = revision;
+  c.dir = io::resolve_model_dir(path_or_id, revision);
   c.config_json = c.dir + "/config.json";
   BGEVL_CHECK(std::filesystem::exists(c.config_json), FileNotFoundError, "no config.json in ",
               c.dir);
+  return c;
+}
+
+Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& options,
+                           Family family) {
+  runtime::after_fork_fixups();
+  check_dtype(options.dtype, options.device);
+  auto c = resolve_checkpoint(path_or_id, options.revision);
   const auto& found = detect(c.config_json);
   BGEVL_CHECK_ARG(found.family == family, c.config_json, " is a ", found.title, " checkpoint, not ",
                   entry(family).title, " (bgevl::load and bgevl.AutoModel pick the family)");

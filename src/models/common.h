@@ -20,6 +20,9 @@ struct Checkpoint {
   std::string config_json;  // dir + "/config.json"
 };
 
+// The folder of a path or cached hub id, with its config.json (FileNotFoundError when absent).
+Checkpoint resolve_checkpoint(const std::string& path_or_id, const std::string& revision);
+
 // Resolves the folder, checks that its config.json describes `family` (naming the class to use
 // otherwise) and that the device can run the dtype.
 Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& options,
@@ -45,7 +48,7 @@ class ProcessorSlot {
   std::shared_ptr<const Processor> get() const {
     std::lock_guard<std::mutex> lock(mu_);
     BGEVL_CHECK_ARG(processor_ != nullptr, "no processor: ", dir_, " has no ", files_,
-                    "; call set_processor(path) with a folder that has");
+                    "; call set_processor(path) with a folder that has them");
     return processor_;
   }
   // Loads the processor of `dir` when it has one (at load: a folder may hold only weights).

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "bgevl/errors.h"
+#include "runtime/inputs.h"
 #include "runtime/thread_pool.h"
 
 namespace bgevl::runtime {
@@ -31,7 +32,13 @@ torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& item
   after_fork_fixups();
   const int64_t n = static_cast<int64_t>(items.size());
   const int64_t bs = options.batch_size > 0 ? options.batch_size : model.default_batch_size();
-  const std::vector<int64_t> costs = model.check(items, options);
+  for (size_t i = 0; i < items.size(); ++i) {
+    BGEVL_CHECK_ARG(items[i].image || items[i].text, "item ", i,
+                    " has neither an image nor a text");
+    if (items[i].image) check_image(*items[i].image, i);
+  }
+  const auto context = model.check(items, options, bs);
+  const std::vector<int64_t>& costs = context->costs;
 
   // Long lists are batched by cost (less padding); the rows go back to the caller's order.
   std::vector<size_t> order(items.size());
@@ -49,12 +56,9 @@ torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& item
       b.items.push_back(&items[order[i]]);
       b.index.push_back(order[i]);
     }
-    return model.prepare(b, options, staging);
+    return model.prepare(b, *context, options, staging);
   };
-  // On CUDA the host prepares batch k+1 while the GPU computes batch k. On the CPU both would
-  // compete for the same cores (and OpenMP's spinning threads suffer from that): batches are
-  // prepared on the whole pool, then computed.
-  const bool overlap = model.device().is_cuda() && batches > 1;
+  const bool overlap = model.prefetch() && batches > 1;
 
   c10::InferenceMode guard;
   std::vector<torch::Tensor> parts;

@@ -1,7 +1,7 @@
 // The batch engine every family's encode runs on: it checks all items before computing, orders
 // long lists by cost (similar lengths share a batch, less padding), prepares batch k+1 (decode,
-// resize, tokenize into staging memory) on the pool while the model computes batch k when the
-// model is on CUDA, reports progress, and returns the rows in the caller's order.
+// resize, tokenize into staging memory) on the pool while the model computes batch k (on CUDA),
+// reports progress, and returns the rows in the caller's order.
 #pragma once
 
 #include <torch/torch.h>
@@ -34,20 +34,35 @@ struct BatchItems {
 // Runs fn and rethrows a bgevl error it throws with "item N: " in front, keeping its type.
 void with_item_context(size_t index, const std::function<void()>& fn);
 
+// What a family's check() found, kept for the whole encode: the costs to order long lists by
+// (empty: keep the caller's order) and what the family needs in every batch (its processor, taken
+// once, so that a set_processor during a long encode changes nothing in it).
+struct EncodeContext {
+  virtual ~EncodeContext() = default;
+  std::vector<int64_t> costs;
+};
+
 // What a family gives the engine.
 class BatchModel {
  public:
   virtual ~BatchModel() = default;
   virtual int64_t default_batch_size() const = 0;
   virtual torch::Device device() const = 0;
+  // Whether batch k+1 is prepared on the pool while batch k runs: on CUDA. On the CPU both would
+  // compete for the same cores (OpenMP's spinning threads suffer from that), so batches are
+  // prepared on the whole pool, then computed.
+  virtual bool prefetch() const { return device().is_cuda(); }
   // Checks every item (and the options) without decoding anything: the errors a long list would
-  // otherwise meet only when an item's batch comes up. Returns one cost per item to order long
-  // lists by (token counts, tiles), or an empty vector to keep the caller's order.
-  virtual std::vector<int64_t> check(const std::vector<EmbedItem>& items,
-                                     const EncodeOptions& options) const = 0;
+  // otherwise meet only when an item's batch comes up. The engine has already checked that every
+  // item has an image or a text and that its image input can be read. `batch_size` is the one
+  // in use (long lists: more than one batch).
+  virtual std::unique_ptr<EncodeContext> check(const std::vector<EmbedItem>& items,
+                                               const EncodeOptions& options,
+                                               int64_t batch_size) const = 0;
   // Host work for one batch (decoding, resizing, tokenizing) into `staging` memory. Runs on a
   // pool thread, possibly while run() computes the previous batch; may use the pool itself.
-  virtual std::unique_ptr<HostBatch> prepare(const BatchItems& items, const EncodeOptions& options,
+  virtual std::unique_ptr<HostBatch> prepare(const BatchItems& items, const EncodeContext& context,
+                                             const EncodeOptions& options,
                                              const Staging& staging) const = 0;
   // Device work: L2-normalised float32 [items, D] on device(). No host synchronisation.
   virtual torch::Tensor run(HostBatch& batch, const Staging& staging) const = 0;

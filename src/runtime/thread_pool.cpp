@@ -134,6 +134,12 @@ void install_fork_handlers() {
   std::call_once(once, [] { pthread_atfork(before_fork, after_fork_parent, after_fork_child); });
 }
 
+namespace {
+// Installed when the library is loaded: every process that uses bgevl is covered, whichever way
+// it builds its models.
+const bool g_fork_handlers_installed = (install_fork_handlers(), true);
+}  // namespace
+
 std::shared_ptr<ThreadPool> pool() {
   install_fork_handlers();
   std::lock_guard<std::mutex> lock(g_mu);

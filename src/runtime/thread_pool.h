@@ -67,10 +67,11 @@ std::shared_ptr<ThreadPool> pool();
 bool forked_child();
 
 // In a forked child: makes libtorch single-threaded (OpenMP cannot restart its pool there).
-// Called on entry to bgevl's compute paths.
+// Called on entry to every public function that loads or computes (not in the fork handler
+// itself, where other libraries' handlers may not have run yet).
 void after_fork_fixups();
 
-// Registers the fork handlers (idempotent); done on the first load or pool use.
+// Registers the fork handlers (idempotent); done when the library is loaded.
 void install_fork_handlers();
 
 }  // namespace bgevl::runtime

@@ -360,4 +360,12 @@ int64_t ClipTokenizer::eos_id() const { return impl_->eos; }
 int64_t ClipTokenizer::pad_id() const { return impl_->pad; }
 int64_t ClipTokenizer::vocab_size() const { return impl_->vocab_entries; }
 
+int64_t ClipTokenizer::max_id() const {
+  int64_t m = std::max({impl_->bos, impl_->eos, impl_->pad, impl_->unk_id});
+  for (const auto& [piece, id] : impl_->vocab) m = std::max<int64_t>(m, id);
+  for (const auto* list : {&impl_->raw_tokens, &impl_->normalized_tokens})
+    for (const auto& t : *list) m = std::max<int64_t>(m, t.id);
+  return m;
+}
+
 }  // namespace bgevl::text

@@ -41,6 +41,7 @@ class ClipTokenizer {
   int64_t eos_id() const;
   int64_t pad_id() const;
   int64_t vocab_size() const;  // the number of entries in vocab.json
+  int64_t max_id() const;      // the largest id encode() can give
 
  private:
   struct Impl;

@@ -493,6 +493,12 @@ TokenBatch MistralTokenizer::encode_batch(const std::vector<std::string>& texts)
 }
 
 int64_t MistralTokenizer::bos_id() const { return impl_->bos; }
+
+int64_t MistralTokenizer::max_id() const {
+  int64_t m = impl_->sp->size() - 1;
+  for (const auto& a : impl_->added) m = std::max(m, a.id);
+  return std::max({m, impl_->bos, impl_->eos, impl_->pad});
+}
 int64_t MistralTokenizer::pad_id() const { return impl_->pad; }
 
 int64_t MistralTokenizer::added_token_id(const std::string& content) const {

@@ -31,6 +31,7 @@ class MistralTokenizer {
 
   int64_t bos_id() const;
   int64_t pad_id() const;
+  int64_t max_id() const;  // the largest id encode() can give (a piece or an added token)
   // The id of an added token such as "<image>"; InvalidArgumentError if there is none.
   int64_t added_token_id(const std::string& content) const;
   bool legacy() const;

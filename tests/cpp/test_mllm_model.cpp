@@ -88,10 +88,11 @@ TEST_P(MllmParity, EveryCase) {
     EXPECT_TRUE(
         torch::equal(inputs.attention_mask, want(name + "/attention_mask").to(torch::kLong)));
     const bool images = inputs.pixel_values.defined();
-    if (images)
-      EXPECT_TRUE(torch::equal(inputs.image_sizes, want(name + "/image_sizes").to(torch::kLong)));
     const auto hidden = m.forward(inputs);
-    if (images) EXPECT_EQ(hidden.size(1), want(name + "/merged_seq_len").item<int64_t>());
+    if (images) {
+      EXPECT_TRUE(torch::equal(inputs.image_sizes, want(name + "/image_sizes").to(torch::kLong)));
+      EXPECT_EQ(hidden.size(1), want(name + "/merged_seq_len").item<int64_t>());
+    }
     const auto last = want(name + "/last_hidden");
     EXPECT_LE(max_abs_diff(hidden.select(1, hidden.size(1) - 1), last), scaled_tol(last));
     const auto emb = m.encode(items);
@@ -286,5 +287,11 @@ TEST(MllmPlan, MergeLayout) {
   EXPECT_EQ(p.attention_mask, (std::vector<int64_t>{1, 1, 1, 1, 1, 0, 1, 1, 1, 1}));
   EXPECT_EQ(p.position_ids, (std::vector<int64_t>{0, 1, 2, 3, 4, 1, 0, 1, 2, 3}));
   EXPECT_THROW(llava_next::plan_merge(ids, mask, 2, 4, 99, {}), InvalidArgumentError);
+  // no image: the rows stay as given (here right-padded), positions over real tokens only
+  const auto t = llava_next::plan_merge({5, 6, 0, 7, 0, 0}, {1, 1, 0, 1, 0, 0}, 2, 3, 99, {});
+  EXPECT_EQ(t.length, 3);
+  EXPECT_EQ(t.source, (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(t.attention_mask, (std::vector<int64_t>{1, 1, 0, 1, 0, 0}));
+  EXPECT_EQ(t.position_ids, (std::vector<int64_t>{0, 1, 1, 0, 1, 1}));
   EXPECT_THROW(llava_next::plan_merge(ids, mask, 2, 4, 99, {im, im}), InvalidArgumentError);
 }

@@ -78,34 +78,40 @@ TEST(Settings, SetNumThreadsSetsBothAndChecksRange) {
 
 namespace {
 
-// A family that embeds item k as the row [k]: shows the engine's ordering, batching and checks.
+// A family that embeds item k as the row [k]: shows the engine's ordering, batching, prefetching
+// and checks. Items need a text (its length is the cost).
 struct Echo : runtime::BatchModel {
+  bool prefetch_on = false;
+  int fail_prepare = -1, fail_run = -1;  // the batch whose prepare / run throws
   mutable std::mutex mu;
   mutable std::vector<std::vector<size_t>> batches;
-  mutable int prepared = 0;
+  mutable int prepared = 0, ran = 0;
   int64_t default_batch_size() const override { return 4; }
   torch::Device device() const override { return torch::kCPU; }
-  std::vector<int64_t> check(const std::vector<EmbedItem>& items,
-                             const EncodeOptions&) const override {
-    std::vector<int64_t> cost;
+  bool prefetch() const override { return prefetch_on; }
+  std::unique_ptr<runtime::EncodeContext> check(const std::vector<EmbedItem>& items,
+                                                const EncodeOptions&, int64_t) const override {
+    auto c = std::make_unique<runtime::EncodeContext>();
     for (size_t i = 0; i < items.size(); ++i) {
       BGEVL_CHECK_ARG(items[i].text, "item ", i, " has no text");
-      cost.push_back(static_cast<int64_t>(items[i].text->size()));
+      c->costs.push_back(static_cast<int64_t>(items[i].text->size()));
     }
-    return cost;
+    return c;
   }
   struct Batch : runtime::HostBatch {
     std::vector<size_t> index;
   };
-  std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b, const EncodeOptions&,
+  std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b,
+                                              const runtime::EncodeContext&, const EncodeOptions&,
                                               const runtime::Staging&) const override {
     std::lock_guard<std::mutex> lock(mu);
-    ++prepared;
+    if (prepared++ == fail_prepare) throw InvalidArgumentError("prepare failed");
     auto out = std::make_unique<Batch>();
     out->index = b.index;
     return out;
   }
   torch::Tensor run(runtime::HostBatch& batch, const runtime::Staging&) const override {
+    if (ran++ == fail_run) throw FileNotFoundError("run failed");
     auto& b = static_cast<Batch&>(batch);
     batches.push_back(b.index);
     std::vector<float> v(b.index.begin(), b.index.end());
@@ -113,13 +119,17 @@ struct Echo : runtime::BatchModel {
   }
 };
 
+std::vector<EmbedItem> texts_of_lengths(const std::vector<int>& lengths) {
+  std::vector<EmbedItem> items;
+  for (int len : lengths) items.emplace_back(std::string(len, 'x'));
+  return items;
+}
+
 }  // namespace
 
 TEST(Engine, OrdersByCostAndRestoresTheCallersOrder) {
   Echo echo;
-  std::vector<EmbedItem> items;
-  const std::vector<int> lengths = {9, 1, 5, 3, 8, 2, 7, 4, 6, 1};
-  for (int len : lengths) items.emplace_back(std::string(len, 'x'));
+  const auto items = texts_of_lengths({9, 1, 5, 3, 8, 2, 7, 4, 6, 1});
   std::vector<std::pair<int64_t, int64_t>> progress;
   EncodeOptions o;
   o.progress = [&](int64_t done, int64_t total) { progress.emplace_back(done, total); };
@@ -131,15 +141,57 @@ TEST(Engine, OrdersByCostAndRestoresTheCallersOrder) {
   EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{{4, 10}, {8, 10}, {10, 10}}));
 }
 
+// The path the engine takes on CUDA (batch k+1 prepared on the pool while batch k runs), forced on
+// the CPU: the same rows, and errors from either side reach the caller after the other settles.
+TEST(Engine, PrefetchingGivesTheSameRowsAndErrors) {
+  set_num_threads(2);
+  const auto items = texts_of_lengths({9, 1, 5, 3, 8, 2, 7, 4, 6, 1, 3, 3, 2});
+  EncodeOptions o;
+  o.batch_size = 3;
+  Echo plain, ahead;
+  ahead.prefetch_on = true;
+  const auto a = runtime::encode(plain, items, o), b = runtime::encode(ahead, items, o);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_EQ(plain.batches, ahead.batches);
+  EXPECT_EQ(ahead.prepared, 5);
+  for (int round = 0; round < 10; ++round) {
+    Echo bad_prepare;
+    bad_prepare.prefetch_on = true;
+    bad_prepare.fail_prepare = 2;
+    EXPECT_THROW(runtime::encode(bad_prepare, items, o), InvalidArgumentError);
+    EXPECT_EQ(bad_prepare.ran, 2);  // batches 0 and 1 ran; batch 2 never came
+    Echo bad_run;
+    bad_run.prefetch_on = true;
+    bad_run.fail_run = 1;  // while batch 2 is being prepared
+    EXPECT_THROW(runtime::encode(bad_run, items, o), FileNotFoundError);
+    EXPECT_LE(bad_run.prepared, 3);
+  }
+  set_num_threads(0);
+}
+
 TEST(Engine, ChecksEveryItemBeforeComputing) {
   Echo echo;
   std::vector<EmbedItem> items(6, EmbedItem("x"));
-  items[5] = EmbedItem(ImageInput::path("a.png"));
+  items[5] = EmbedItem();  // neither an image nor a text: the engine's own check
   try {
     runtime::encode(echo, items, {});
     ADD_FAILURE() << "no exception";
   } catch (const InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("item 5 has neither"), std::string::npos) << e.what();
+  }
+  items[5] = EmbedItem(ImageInput::path("/no/such/a.png"));  // an image that is not there
+  try {
+    runtime::encode(echo, items, {});
+    ADD_FAILURE() << "no exception";
+  } catch (const FileNotFoundError& e) {
     EXPECT_NE(std::string(e.what()).find("item 5"), std::string::npos) << e.what();
+  }
+  items[5] = EmbedItem(ImageInput::path(fixtures("images/chelsea.jpg")));  // the family's check
+  try {
+    runtime::encode(echo, items, {});
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("item 5 has no text"), std::string::npos) << e.what();
   }
   EXPECT_EQ(echo.prepared, 0);
   EXPECT_THROW(runtime::encode(echo, {}, {}), InvalidArgumentError);

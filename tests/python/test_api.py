@@ -83,6 +83,11 @@ def _encode_in_child(queue):
     queue.put(m.encode(text="a cat", images=fixture_path("images", "chelsea.jpg")).tolist())
 
 
+def _features_in_child(queue):
+    m = _FORK_STATE["model"]
+    queue.put(m.get_text_features(**m.processor(text="a cat")).tolist())
+
+
 _FORK_STATE = {}
 
 
@@ -97,6 +102,16 @@ def test_forked_child_encodes():
         ctx = multiprocessing.get_context("fork")
         q = ctx.Queue()
         p = ctx.Process(target=_encode_in_child, args=(q,))
+        p.start()
+        got = q.get(timeout=120)
+        p.join(timeout=30)
+        assert p.exitcode == 0
+        assert torch.allclose(torch.tensor(got), want, atol=1e-6)
+        # a model built by its class, used through the processor first (the card's other calls)
+        m = bgevl.CLIPModel(CLIP)
+        want = m.get_text_features(**m.processor(text="a cat"))
+        _FORK_STATE["model"] = m
+        p = ctx.Process(target=_features_in_child, args=(q,))
         p.start()
         got = q.get(timeout=120)
         p.join(timeout=30)

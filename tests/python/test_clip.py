@@ -1,4 +1,5 @@
 """The Python API against the transformers 4.45.2 fixtures, its conveniences, and its errors."""
+import io
 import json
 import os
 import subprocess
@@ -235,7 +236,7 @@ def test_cli_matches_python_api(tmp_path):
         args += ["--image", i, "--text", t]
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "[2, 16]" in res.stdout
+    assert "[2, 16]" in res.stderr
     got = torch.from_numpy(np.load(out))
     model = bgevl.AutoModel.from_pretrained(model_dir)
     want = model.encode(images=imgs, text=texts)
@@ -281,7 +282,13 @@ def test_cli_checks_inputs_and_output_before_computing(tmp_path):
     if os.path.exists("/dev/full"):
         res = subprocess.run([cli(), "encode", "--model", model, "--text", "x", "--out", "/dev/full"],
                              capture_output=True, text=True)
-        assert res.returncode == 1 and "wrote" not in res.stdout, res.stdout
+        assert res.returncode == 1 and "wrote" not in res.stderr, res.stderr
+        assert "failed writing /dev/full" in res.stderr and "No space left" in res.stderr, res.stderr
+    # a pipe: the .npy bytes on stdout, no row list beside it
+    res = subprocess.run([cli(), "encode", "--model", model, "--text", "x", "--out", "/dev/stdout",
+                          "--quiet"], capture_output=True)
+    assert res.returncode == 0, res.stderr
+    assert np.load(io.BytesIO(res.stdout)).shape == (1, 16)
 
 
 def test_cli_images_from_and_row_names(tmp_path):

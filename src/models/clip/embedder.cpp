@@ -1,6 +1,8 @@
 // BGE-VL-CLIP's Embedder: the model card's encode on the batch engine, plus the processor and
 // get_text_features / get_image_features.
 
+#include <tuple>
+
 #include "bgevl/clip_embedder.h"
 #include "bgevl/errors.h"
 #include "io/model_dir.h"
@@ -35,6 +37,41 @@ torch::Tensor rows_tensor(const std::vector<int64_t>& rows, int64_t all,
   return staging.int64s(rows, {static_cast<int64_t>(rows.size())});
 }
 
+struct ClipContext : runtime::EncodeContext {
+  std::shared_ptr<const clip::Processor> processor;
+};
+
+// The token ids of texts (text k belongs to item index[k], for messages), right-padded, as
+// [texts, L] int64 staging tensors.
+std::pair<torch::Tensor, torch::Tensor> tokens(const clip::Processor& proc,
+                                               const std::vector<const std::string*>& texts,
+                                               const std::vector<size_t>& index, bool truncate,
+                                               const runtime::Staging& staging) {
+  std::vector<std::vector<int64_t>> ids(texts.size());
+  for (size_t k = 0; k < texts.size(); ++k)
+    with_item_context(index[k], [&] { ids[k] = proc.tokens(*texts[k], truncate, "the text"); });
+  const auto tb = proc.pad(ids);
+  return {staging.int64s(tb.input_ids, {tb.rows, tb.length}),
+          staging.int64s(tb.attention_mask, {tb.rows, tb.length})};
+}
+
+// CLIPImageProcessor's pixel values of images (image k belongs to item index[k]), decoded on
+// the pool, as a [images, 3, H, W] float32 staging tensor.
+torch::Tensor pixels(const clip::Processor& proc, const std::vector<const ImageInput*>& images,
+                     const std::vector<size_t>& index, const runtime::Staging& staging) {
+  const auto& cfg = proc.image();
+  const int64_t n = static_cast<int64_t>(images.size());
+  auto out = staging.empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
+  float* base = out.data_ptr<float>();
+  const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
+  runtime::pool()->parallel_for(n, [&](int64_t k) {
+    with_item_context(index[k], [&] {
+      vision::clip_preprocess(runtime::decode(*images[k]), cfg, base + k * stride);
+    });
+  });
+  return out;
+}
+
 // Features of some rows placed into a [rows, D] tensor (zeros elsewhere), or added to `into`.
 torch::Tensor place(torch::Tensor into, const torch::Tensor& feats, const torch::Tensor& rows,
                     int64_t n, const runtime::Staging& staging) {
@@ -57,72 +94,66 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
   int64_t default_batch_size() const override { return 32; }
   torch::Device device() const override { return model->logit_scale.device(); }
 
-  std::vector<int64_t> check(const std::vector<EmbedItem>& items,
-                             const EncodeOptions& options) const override {
+  std::unique_ptr<runtime::EncodeContext> check(const std::vector<EmbedItem>& items,
+                                                const EncodeOptions& options,
+                                                int64_t batch_size) const override {
     bool any_text = false, any_image = false;
     for (size_t i = 0; i < items.size(); ++i) {
-      const auto& it = items[i];
-      BGEVL_CHECK_ARG(it.image || it.text, "item ", i, " has neither an image nor a text");
-      BGEVL_CHECK_ARG(!it.prompt.instruction, "item ", i,
+      BGEVL_CHECK_ARG(!items[i].prompt.instruction, "item ", i,
                       ": BGE-VL-CLIP takes no instruction (task instructions are part of "
                       "BGE-VL-MLLM's prompts)");
-      if (it.image) runtime::check_image(*it.image, i);
-      any_text |= it.text.has_value();
-      any_image |= it.image.has_value();
+      any_text |= items[i].text.has_value();
+      any_image |= items[i].image.has_value();
     }
-    const auto proc = processor();
-    if (any_text) proc->tokenizer();
-    if (any_image) proc->image();
+    auto context = std::make_unique<ClipContext>();
+    const auto& proc = *(context->processor = processor());
+    if (any_text) proc.tokenizer();
+    if (any_image) proc.image();
     // A long list: every text is tokenized now, so that a text too long for the model fails
     // before anything is computed, and its length orders the batches (less padding).
-    const int64_t bs = options.batch_size > 0 ? options.batch_size : default_batch_size();
     const int64_t n = static_cast<int64_t>(items.size());
-    if (!any_text || n <= bs) return {};
-    std::vector<int64_t> cost(items.size(), 0);
+    if (!any_text || n <= batch_size) return context;
+    context->costs.assign(items.size(), 0);
     runtime::pool()->parallel_for(n, [&](int64_t i) {
       if (!items[i].text) return;
       with_item_context(i, [&] {
-        cost[i] =
-            static_cast<int64_t>(proc->tokens(*items[i].text, options.truncate, "the text").size());
+        context->costs[i] =
+            static_cast<int64_t>(proc.tokens(*items[i].text, options.truncate, "the text").size());
       });
     });
-    return cost;
+    return context;
   }
 
   std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b,
+                                              const runtime::EncodeContext& context,
                                               const EncodeOptions& options,
                                               const runtime::Staging& staging) const override {
-    const auto proc = processor();
+    const auto& proc = *static_cast<const ClipContext&>(context).processor;
     auto out = std::make_unique<ClipBatch>();
     out->rows = static_cast<int64_t>(b.size());
     std::vector<int64_t> text_rows, image_rows;
+    std::vector<const std::string*> texts;
+    std::vector<const ImageInput*> images;
+    std::vector<size_t> text_index, image_index;
     for (size_t j = 0; j < b.size(); ++j) {
-      if (b[j].text) text_rows.push_back(static_cast<int64_t>(j));
-      if (b[j].image) image_rows.push_back(static_cast<int64_t>(j));
+      if (b[j].text) {
+        text_rows.push_back(static_cast<int64_t>(j));
+        texts.push_back(&*b[j].text);
+        text_index.push_back(b.index[j]);
+      }
+      if (b[j].image) {
+        image_rows.push_back(static_cast<int64_t>(j));
+        images.push_back(&*b[j].image);
+        image_index.push_back(b.index[j]);
+      }
     }
-    if (!text_rows.empty()) {
-      std::vector<std::vector<int64_t>> ids;
-      for (int64_t j : text_rows)
-        with_item_context(b.index[j], [&] {
-          ids.push_back(proc->tokens(*b[j].text, options.truncate, "the text"));
-        });
-      const auto tb = proc->pad(ids);
-      out->input_ids = staging.int64s(tb.input_ids, {tb.rows, tb.length});
-      out->attention_mask = staging.int64s(tb.attention_mask, {tb.rows, tb.length});
+    if (!texts.empty()) {
+      std::tie(out->input_ids, out->attention_mask) =
+          tokens(proc, texts, text_index, options.truncate, staging);
       out->text_rows = rows_tensor(text_rows, out->rows, staging);
     }
-    if (!image_rows.empty()) {
-      const auto& cfg = proc->image();
-      const int64_t n = static_cast<int64_t>(image_rows.size());
-      out->pixels = staging.empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
-      float* base = out->pixels.data_ptr<float>();
-      const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
-      runtime::pool()->parallel_for(n, [&](int64_t k) {
-        const auto j = image_rows[k];
-        with_item_context(b.index[j], [&] {
-          vision::clip_preprocess(runtime::decode(*b[j].image), cfg, base + k * stride);
-        });
-      });
+    if (!images.empty()) {
+      out->pixels = pixels(proc, images, image_index, staging);
       out->image_rows = rows_tensor(image_rows, out->rows, staging);
     }
     return out;
@@ -177,34 +208,34 @@ void ClipEmbedder::set_processor(const std::string& path_or_id, const std::strin
 }
 
 TextInputs ClipEmbedder::tokenize(const std::vector<std::string>& texts, bool truncate) const {
+  runtime::after_fork_fixups();
   BGEVL_CHECK_ARG(!texts.empty(), "no texts given (empty list)");
-  const auto proc = impl_->processor();
-  std::vector<std::vector<int64_t>> ids;
-  for (size_t i = 0; i < texts.size(); ++i)
-    ids.push_back(proc->tokens(texts[i], truncate, "text " + std::to_string(i)));
-  const auto tb = proc->pad(ids);
-  const runtime::Staging host(torch::kCPU);
-  return {host.int64s(tb.input_ids, {tb.rows, tb.length}),
-          host.int64s(tb.attention_mask, {tb.rows, tb.length})};
+  std::vector<const std::string*> ptrs;
+  std::vector<size_t> index;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    ptrs.push_back(&texts[i]);
+    index.push_back(i);
+  }
+  const auto [ids, mask] =
+      tokens(*impl_->processor(), ptrs, index, truncate, runtime::Staging(torch::kCPU));
+  return {ids, mask};
 }
 
 torch::Tensor ClipEmbedder::pixel_values(const std::vector<ImageInput>& images) const {
+  runtime::after_fork_fixups();
   BGEVL_CHECK_ARG(!images.empty(), "no images given (empty list)");
-  for (size_t i = 0; i < images.size(); ++i) runtime::check_image(images[i], i);
-  const auto proc = impl_->processor();
-  const auto& cfg = proc->image();
-  const int64_t n = static_cast<int64_t>(images.size());
-  auto out = torch::empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
-  float* base = out.data_ptr<float>();
-  const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
-  runtime::pool()->parallel_for(n, [&](int64_t i) {
-    runtime::with_item_context(
-        i, [&] { vision::clip_preprocess(runtime::decode(images[i]), cfg, base + i * stride); });
-  });
-  return out;
+  std::vector<const ImageInput*> ptrs;
+  std::vector<size_t> index;
+  for (size_t i = 0; i < images.size(); ++i) {
+    runtime::check_image(images[i], i);
+    ptrs.push_back(&images[i]);
+    index.push_back(i);
+  }
+  return pixels(*impl_->processor(), ptrs, index, runtime::Staging(torch::kCPU));
 }
 
 torch::Tensor ClipEmbedder::get_text_features(const TextInputs& inputs) const {
+  runtime::after_fork_fixups();
   const auto& ids = inputs.input_ids;
   BGEVL_CHECK_ARG(ids.defined() && ids.dim() == 2 && ids.numel() > 0,
                   "input_ids must be a non-empty [batch, length] tensor");
@@ -219,6 +250,7 @@ torch::Tensor ClipEmbedder::get_text_features(const TextInputs& inputs) const {
 }
 
 torch::Tensor ClipEmbedder::get_image_features(const torch::Tensor& pixel_values) const {
+  runtime::after_fork_fixups();
   BGEVL_CHECK_ARG(pixel_values.defined(), "pixel_values is undefined");
   c10::InferenceMode guard;
   return impl_->model->image_features(pixel_values.to(device()));

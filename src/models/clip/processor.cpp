@@ -19,8 +19,13 @@ Processor::Processor(const std::string& dir, const Config& model)
     : dir_(dir), max_positions_(model.text.max_position_embeddings) {
   std::error_code ec;
   const fs::path d(dir);
-  if (fs::exists(d / "vocab.json", ec) || fs::exists(d / "merges.txt", ec))
+  if (fs::exists(d / "vocab.json", ec) || fs::exists(d / "merges.txt", ec)) {
     tokenizer_ = std::make_shared<text::ClipTokenizer>(text::ClipTokenizer::from_dir(dir));
+    BGEVL_CHECK_ARG(tokenizer_->max_id() < model.text.vocab_size, dir,
+                    ": the tokenizer's ids go up to ", tokenizer_->max_id(),
+                    ", past the model's vocabulary of ", model.text.vocab_size,
+                    " (text_config.vocab_size): it is another model's");
+  }
   const auto pp = d / "preprocessor_config.json";
   if (fs::exists(pp, ec))
     image_ = std::make_shared<vision::ClipImageConfig>(load_image_config(pp.string(), model));
@@ -30,15 +35,16 @@ Processor::Processor(const std::string& dir, const Config& model)
 }
 
 const text::ClipTokenizer& Processor::tokenizer() const {
-  BGEVL_CHECK_ARG(tokenizer_ != nullptr, "no tokenizer: ", dir_,
-                  " has no vocab.json/merges.txt; call set_processor(path) with a folder that has");
+  BGEVL_CHECK_ARG(
+      tokenizer_ != nullptr, "no tokenizer: ", dir_,
+      " has no vocab.json/merges.txt; call set_processor(path) with a folder that has them");
   return *tokenizer_;
 }
 
 const vision::ClipImageConfig& Processor::image() const {
   BGEVL_CHECK_ARG(image_ != nullptr, "no image processor: ", dir_,
                   " has no preprocessor_config.json; call set_processor(path) with a folder that "
-                  "has");
+                  "has one");
   return *image_;
 }
 

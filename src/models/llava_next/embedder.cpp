@@ -17,9 +17,6 @@
 
 namespace bgevl {
 
-const char* const MllmEmbedder::kComposedRetrievalInstruction =
-    bgevl::kComposedRetrievalInstruction;
-
 namespace {
 
 using llava_next::ImageLayout;
@@ -67,6 +64,10 @@ runtime::BatchItems all_of(const std::vector<EmbedItem>& items) {
   return b;
 }
 
+struct MllmContext : runtime::EncodeContext {
+  std::shared_ptr<const llava_next::Processor> processor;
+};
+
 // The engine's batch: token ids, the tiles of every image back to back (no padding tiles), and
 // the merge plan.
 struct MllmBatch : runtime::HostBatch {
@@ -88,43 +89,47 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
   int64_t default_batch_size() const override { return 8; }
   torch::Device device() const override { return model->image_newline.device(); }
 
-  std::vector<int64_t> check(const std::vector<EmbedItem>& items,
-                             const EncodeOptions& options) const override {
+  std::unique_ptr<runtime::EncodeContext> check(const std::vector<EmbedItem>& items,
+                                                const EncodeOptions& options,
+                                                int64_t batch_size) const override {
     BGEVL_CHECK_ARG(!options.truncate,
                     "truncate is not supported by BGE-VL-MLLM: its prompts have no token limit "
                     "short of the model's positions, and cutting one would drop the [/INST] whose "
                     "last position is the embedding");
     bool any_image = false;
     for (size_t i = 0; i < items.size(); ++i) {
-      const auto& it = items[i];
-      BGEVL_CHECK_ARG(it.image || it.text, "item ", i, " has neither an image nor a text");
-      with_item_context(i, [&] { llava_next::Processor::prompt(it.text, false, it.prompt); });
-      if (it.image) runtime::check_image(*it.image, i);
-      any_image |= it.image.has_value();
+      with_item_context(
+          i, [&] { llava_next::Processor::prompt(items[i].text, false, items[i].prompt); });
+      any_image |= items[i].image.has_value();
     }
-    const auto proc = processor();
-    proc->tokenizer();
-    if (any_image) proc->image();
-    const int64_t bs = options.batch_size > 0 ? options.batch_size : default_batch_size();
-    if (static_cast<int64_t>(items.size()) <= bs) return {};
-    // The cost of an item is its merged length: prompt tokens plus its image rows (every image
-    // is resized to pre_resize x pre_resize first, so they all take the same).
-    const auto image_rows =
-        llava_next::image_layout(config, config.pre_resize, config.pre_resize).feature_len;
-    std::vector<int64_t> cost(items.size());
+    auto context = std::make_unique<MllmContext>();
+    const auto& proc = *(context->processor = processor());
+    proc.tokenizer();
+    // The rows an image takes (every image is resized to pre_resize x pre_resize first, so they
+    // all take the same).
+    const int64_t image_rows =
+        any_image
+            ? (proc.image(),
+               llava_next::image_layout(config, config.pre_resize, config.pre_resize).feature_len)
+            : 0;
+    if (static_cast<int64_t>(items.size()) <= batch_size) return context;
+    // The cost of an item is its merged length: prompt tokens plus its image rows.
+    context->costs.resize(items.size());
     runtime::pool()->parallel_for(static_cast<int64_t>(items.size()), [&](int64_t i) {
       const auto& it = items[i];
       const auto p = llava_next::Processor::prompt(it.text, it.image.has_value(), it.prompt);
-      cost[i] = static_cast<int64_t>(proc->tokenizer().encode(p).size()) +
-                (it.image ? image_rows - 1 : 0);
+      context->costs[i] =
+          static_cast<int64_t>(proc.tokenizer().encode(p).size()) + (it.image ? image_rows - 1 : 0);
     });
-    return cost;
+    return context;
   }
 
-  std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b, const EncodeOptions&,
+  std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b,
+                                              const runtime::EncodeContext& context,
+                                              const EncodeOptions&,
                                               const runtime::Staging& staging) const override {
-    const auto proc = processor();
-    const auto h = host_inputs(b, *proc, config);
+    const auto& proc = *static_cast<const MllmContext&>(context).processor;
+    const auto h = host_inputs(b, proc, config);
     auto out = std::make_unique<MllmBatch>();
     out->input_ids = staging.int64s(h.tokens.input_ids, {h.tokens.rows, h.tokens.length});
     if (!h.pixels.empty()) {
@@ -202,6 +207,7 @@ std::string MllmEmbedder::prompt(const std::optional<std::string>& text, bool ha
 }
 
 MllmInputs MllmEmbedder::data_process(const std::vector<EmbedItem>& items) const {
+  runtime::after_fork_fixups();
   BGEVL_CHECK_ARG(!items.empty(), "data_process needs at least one item (got an empty list)");
   for (size_t i = 0; i < items.size(); ++i) {
     BGEVL_CHECK_ARG(items[i].image || items[i].text, "item ", i,
@@ -239,6 +245,7 @@ MllmInputs MllmEmbedder::data_process(const std::vector<ImageInput>& images,
 }
 
 torch::Tensor MllmEmbedder::forward(const MllmInputs& inputs) const {
+  runtime::after_fork_fixups();
   const auto& cfg = impl_->config;
   BGEVL_CHECK_ARG(
       inputs.input_ids.defined() && inputs.input_ids.dim() == 2 && inputs.input_ids.numel() > 0,

@@ -57,6 +57,27 @@ MergePlan plan_merge(const std::vector<int64_t>& ids, const std::vector<int64_t>
     offset[k] = batch * length + total;
     total += images[k].feature_len;
   }
+  MergePlan plan;
+  plan.batch = batch;
+  if (images.empty()) {
+    // No image: nothing is merged, the rows stay as given (the reference's text-only path), with
+    // positions counting real tokens only (pads: 1), as its image prompts count them.
+    BGEVL_CHECK_ARG(std::find(ids.begin(), ids.end(), image_token) == ids.end(),
+                    "input_ids hold <image> tokens but no pixel_values were given");
+    plan.length = length;
+    plan.attention_mask = mask;
+    plan.source.resize(ids.size());
+    plan.position_ids.assign(ids.size(), 1);
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t p = 0;
+      for (int64_t t = 0; t < length; ++t) {
+        const int64_t i = b * length + t;
+        plan.source[i] = i;
+        if (mask[i] != 0) plan.position_ids[i] = p++;
+      }
+    }
+    return plan;
+  }
   const int64_t zero_row = batch * length + total;
   std::vector<std::vector<int64_t>> rows(batch);
   size_t next = 0;
@@ -76,8 +97,6 @@ MergePlan plan_merge(const std::vector<int64_t>& ids, const std::vector<int64_t>
   }
   BGEVL_CHECK_ARG(next == images.size(), "Number of image tokens in input_ids (", next,
                   ") different from num_images (", images.size(), ").");
-  MergePlan plan;
-  plan.batch = batch;
   for (const auto& r : rows) plan.length = std::max<int64_t>(plan.length, r.size());
   BGEVL_CHECK_ARG(plan.length > 0, "attention_mask has no real token in any row");
   plan.source.assign(batch * plan.length, zero_row);

@@ -43,8 +43,8 @@ struct MergePlan {
 
 // transformers' legacy merge with left padding: each row's real tokens, every image token
 // replaced by the next image's feature_len rows, right-aligned (left-padded) to the longest
-// merged row; position ids count real tokens only (pads: 1). Rows without an image keep their
-// tokens. ids, mask: [batch, length] row-major. InvalidArgumentError when the image tokens do not
+// merged row; position ids count real tokens only (pads: 1). Without images the rows stay as
+// given. ids, mask: [batch, length] row-major. InvalidArgumentError when the image tokens do not
 // match the images.
 MergePlan plan_merge(const std::vector<int64_t>& ids, const std::vector<int64_t>& mask,
                      int64_t batch, int64_t length, int64_t image_token,

@@ -5,12 +5,6 @@
 #include "bgevl/errors.h"
 #include "runtime/inputs.h"
 
-namespace bgevl {
-const char* const kComposedRetrievalInstruction =
-    "Retrieve the target image that best meets the combined criteria by using both the provided "
-    "image and the image retrieval instructions: ";
-}  // namespace bgevl
-
 namespace bgevl::llava_next {
 
 namespace fs = std::filesystem;
@@ -30,6 +24,10 @@ Processor::Processor(const std::string& dir, const Config& model)
     const int64_t image_id = tokenizer_->added_token_id("<image>");
     BGEVL_CHECK_ARG(image_id == model.image_token_index, dir, ": the tokenizer's <image> is id ",
                     image_id, " but config.json's image_token_index is ", model.image_token_index);
+    BGEVL_CHECK_ARG(tokenizer_->max_id() < model.text.vocab_size, dir,
+                    ": the tokenizer's ids go up to ", tokenizer_->max_id(),
+                    ", past the model's vocabulary of ", model.text.vocab_size,
+                    " (text_config.vocab_size): it is another model's");
   }
   const auto pp = d / "preprocessor_config.json";
   if (fs::exists(pp, ec))
@@ -41,14 +39,14 @@ Processor::Processor(const std::string& dir, const Config& model)
 
 const text::MistralTokenizer& Processor::tokenizer() const {
   BGEVL_CHECK_ARG(tokenizer_ != nullptr, "no tokenizer: ", dir_,
-                  " has no tokenizer.model; call set_processor(path) with a folder that has");
+                  " has no tokenizer.model; call set_processor(path) with a folder that has one");
   return *tokenizer_;
 }
 
 const vision::LlavaImageConfig& Processor::image() const {
   BGEVL_CHECK_ARG(image_ != nullptr, "no image processor: ", dir_,
                   " has no preprocessor_config.json; call set_processor(path) with a folder that "
-                  "has");
+                  "has one");
   return *image_;
 }
 
