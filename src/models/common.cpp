@@ -38,6 +38,12 @@ Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& opt
   return c;
 }
 
+void check_tokenizer_fits(int64_t max_id, int64_t vocab_size, const std::string& dir) {
+  BGEVL_CHECK_ARG(max_id < vocab_size, dir, ": the tokenizer's ids go up to ", max_id,
+                  ", past the model's vocabulary of ", vocab_size,
+                  " (text_config.vocab_size): it is another model's");
+}
+
 std::string processor_dir(const std::string& path_or_id, const std::string& revision,
                           const Checkpoint& checkpoint, Family family) {
   const auto dir =

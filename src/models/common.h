@@ -37,6 +37,10 @@ void check_dtype(torch::ScalarType dtype, const torch::Device& device);
 std::string processor_dir(const std::string& path_or_id, const std::string& revision,
                           const Checkpoint& checkpoint, Family family);
 
+// A tokenizer whose ids reach `vocab_size` (text_config.vocab_size) is another model's: its ids
+// would fail inside the embedding (an assert on the GPU). InvalidArgumentError naming `dir`.
+void check_tokenizer_fits(int64_t max_id, int64_t vocab_size, const std::string& dir);
+
 // A model's processor (tokenizer + image processor of a folder), which set_processor replaces
 // while other threads may be encoding: readers take a reference-counted copy.
 template <typename Processor>

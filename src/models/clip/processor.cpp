@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "bgevl/errors.h"
+#include "models/common.h"
 
 namespace bgevl::clip {
 
@@ -21,10 +22,7 @@ Processor::Processor(const std::string& dir, const Config& model)
   const fs::path d(dir);
   if (fs::exists(d / "vocab.json", ec) || fs::exists(d / "merges.txt", ec)) {
     tokenizer_ = std::make_shared<text::ClipTokenizer>(text::ClipTokenizer::from_dir(dir));
-    BGEVL_CHECK_ARG(tokenizer_->max_id() < model.text.vocab_size, dir,
-                    ": the tokenizer's ids go up to ", tokenizer_->max_id(),
-                    ", past the model's vocabulary of ", model.text.vocab_size,
-                    " (text_config.vocab_size): it is another model's");
+    models::check_tokenizer_fits(tokenizer_->max_id(), model.text.vocab_size, dir);
   }
   const auto pp = d / "preprocessor_config.json";
   if (fs::exists(pp, ec))

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "bgevl/errors.h"
+#include "models/common.h"
 #include "runtime/inputs.h"
 
 namespace bgevl::llava_next {
@@ -24,10 +25,7 @@ Processor::Processor(const std::string& dir, const Config& model)
     const int64_t image_id = tokenizer_->added_token_id("<image>");
     BGEVL_CHECK_ARG(image_id == model.image_token_index, dir, ": the tokenizer's <image> is id ",
                     image_id, " but config.json's image_token_index is ", model.image_token_index);
-    BGEVL_CHECK_ARG(tokenizer_->max_id() < model.text.vocab_size, dir,
-                    ": the tokenizer's ids go up to ", tokenizer_->max_id(),
-                    ", past the model's vocabulary of ", model.text.vocab_size,
-                    " (text_config.vocab_size): it is another model's");
+    models::check_tokenizer_fits(tokenizer_->max_id(), model.text.vocab_size, dir);
   }
   const auto pp = d / "preprocessor_config.json";
   if (fs::exists(pp, ec))
