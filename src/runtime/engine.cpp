@@ -32,11 +32,7 @@ torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& item
   after_fork_fixups();
   const int64_t n = static_cast<int64_t>(items.size());
   const int64_t bs = options.batch_size > 0 ? options.batch_size : model.default_batch_size();
-  for (size_t i = 0; i < items.size(); ++i) {
-    BGEVL_CHECK_ARG(items[i].image || items[i].text, "item ", i,
-                    " has neither an image nor a text");
-    if (items[i].image) check_image(*items[i].image, i);
-  }
+  check_items(items);
   const auto context = model.check(items, options, bs);
   const std::vector<int64_t>& costs = context->costs;
 

@@ -99,6 +99,14 @@ void check_image(const ImageInput& in, size_t item) {
   }
 }
 
+void check_items(const std::vector<EmbedItem>& items) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    BGEVL_CHECK_ARG(items[i].image || items[i].text, "item ", i,
+                    " has neither an image nor a text");
+    if (items[i].image) check_image(*items[i].image, i);
+  }
+}
+
 vision::Image decode(const ImageInput& in) {
   switch (in.kind()) {
     case ImageInput::Kind::Path:

@@ -20,6 +20,9 @@ namespace bgevl::runtime {
 // item's index, for the message. FileNotFoundError / InvalidArgumentError.
 void check_image(const ImageInput& in, size_t item);
 
+// check_image for every item's image, after checking that each item has an image or a text.
+void check_items(const std::vector<EmbedItem>& items);
+
 // Decodes one input as PIL would open it (mode kept; no RGB conversion yet).
 vision::Image decode(const ImageInput& in);
 

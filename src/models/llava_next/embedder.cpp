@@ -209,11 +209,7 @@ std::string MllmEmbedder::prompt(const std::optional<std::string>& text, bool ha
 MllmInputs MllmEmbedder::data_process(const std::vector<EmbedItem>& items) const {
   runtime::after_fork_fixups();
   BGEVL_CHECK_ARG(!items.empty(), "data_process needs at least one item (got an empty list)");
-  for (size_t i = 0; i < items.size(); ++i) {
-    BGEVL_CHECK_ARG(items[i].image || items[i].text, "item ", i,
-                    " has neither an image nor a text");
-    if (items[i].image) runtime::check_image(*items[i].image, i);
-  }
+  runtime::check_items(items);
   const auto proc = impl_->processor();
   const auto h = host_inputs(all_of(items), *proc, impl_->config);
   const runtime::Staging host(torch::kCPU);
