@@ -1,5 +1,5 @@
-// bgevl command line: `bgevl encode --model DIR_OR_ID [--image PATH]... [--text STR]... --out
-// FILE.npy`
+// bgevl command line: encode, and the retrieval commands (cli_index.cpp): index, search,
+// evaluate, dataset.
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -12,13 +12,20 @@
 #include <vector>
 
 #include "bgevl/bgevl.h"
-#include "npy.h"
+#include "cli_common.h"
+#include "io/npy.h"
 
 namespace {
 
+using bgevl::cli::UsageError;
+
 const char* kUsage = R"(usage: bgevl encode --model DIR_OR_ID [--image PATH]... [--images-from FILE]
                     [--text STR]... --out FILE.npy [options]
-       bgevl --version | --help
+       bgevl index --model M --images DIR_OR_MANIFEST --out INDEX_DIR [options]
+       bgevl search --index INDEX_DIR [--image Q | --query-id ID] [--text T] [-k K] [options]
+       bgevl evaluate --index INDEX_DIR --queries QUERIES.jsonl [-k 1,5,10] [options]
+       bgevl dataset circo|cirr|fashioniq --root DIR --split SPLIT --out DIR
+       bgevl COMMAND --help | bgevl --version
 
 Encodes images, texts, or composed (image, text) pairs with a BGE-VL model (CLIP or MLLM, told
 apart by its config.json) and writes the L2-normalised embeddings as a float32 [N, D] .npy file
@@ -44,10 +51,6 @@ apart by its config.json) and writes the L2-normalised embeddings as a float32 [
 
 Exit status: 0 on success, 2 on a usage error, 1 on any other error (message on stderr).
 )";
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 std::vector<std::string> read_list(const std::string& path) {
   std::ifstream in(path);
@@ -76,23 +79,10 @@ int encode(int argc, char** argv) {
   long long threads = 0;
   bool quiet = false;
   std::optional<std::string> q_or_c, instruction;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError(a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](long long lo, long long hi) {
-      const std::string v = value();
-      try {
-        size_t used = 0;
-        const long long n = std::stoll(v, &used);
-        if (used == v.size() && n >= lo && n <= hi) return n;
-      } catch (const std::exception&) {
-      }
-      throw UsageError(a + " needs a whole number from " + std::to_string(lo) + " to " +
-                       std::to_string(hi) + ", got '" + v + "'");
-    };
+  for (bgevl::cli::Args args(argc, argv, 2); args.next();) {
+    const std::string a = args.arg();
+    auto value = [&] { return args.value(); };
+    auto number = [&](long long lo, long long hi) { return args.number(lo, hi); };
     if (a == "--model")
       model = value();
     else if (a == "--revision")
@@ -149,9 +139,9 @@ int encode(int argc, char** argv) {
 
   // The outputs are opened now: a folder that does not exist fails before the model loads. The
   // row list goes beside a file, not beside a device or a pipe (/dev/stdout).
-  bgevl::app::AtomicFile npy(out);
-  std::unique_ptr<bgevl::app::AtomicFile> rows;
-  if (!npy.in_place()) rows = std::make_unique<bgevl::app::AtomicFile>(rows_path(out));
+  bgevl::io::AtomicFile npy(out);
+  std::unique_ptr<bgevl::io::AtomicFile> rows;
+  if (!npy.in_place()) rows = std::make_unique<bgevl::io::AtomicFile>(rows_path(out));
 
   bgevl::set_num_threads(static_cast<int>(threads));
   if (lo.device.is_cpu()) bgevl::tune_cpu_allocator();
@@ -164,7 +154,7 @@ int encode(int argc, char** argv) {
     };
   const torch::Tensor emb = embedder->encode(items, eo);
 
-  bgevl::app::write_npy(npy, emb);
+  bgevl::io::write_npy(npy, emb);
   for (size_t i = 0; rows && i < items.size(); ++i) {
     nlohmann::ordered_json row = {{"row", i}};
     if (!image_paths.empty()) row["image"] = image_paths[i];
@@ -193,9 +183,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "encode") return encode(argc, argv);
+    if (cmd == "index") return bgevl::cli::index_main(argc, argv);
+    if (cmd == "search") return bgevl::cli::search_main(argc, argv);
+    if (cmd == "evaluate") return bgevl::cli::evaluate_main(argc, argv);
+    if (cmd == "dataset") return bgevl::cli::dataset_main(argc, argv);
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {
-    std::cerr << "bgevl: " << e.what() << "\n\n" << kUsage;
+    std::cerr << "bgevl: " << e.what() << "\n\n"
+              << kUsage << "\nbgevl COMMAND --help tells more.\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "bgevl: error: " << e.what() << "\n";

@@ -49,14 +49,14 @@ CAPTIONS = [
 
 
 def make_checkpoint(folder):
-    import make_demo_model as mdm
+    import tiny_clip
     import tiny_clip_vocab
 
     shared = os.path.join(ROOT, "..", "shared", "data", "tokenizers", "clip")
     vocab, merges = tiny_clip_vocab.build_vocab(420, special_ids={tiny_clip_vocab.SOT: 49406,
                                                                   tiny_clip_vocab.EOT: 49407})
-    mdm.write_checkpoint(folder, vocab, merges, BASE_TEXT, BASE_VISION, BASE_PROJ, seed=11,
-                         name="BGE-VL-base geometry (random weights)")
+    tiny_clip.write_checkpoint(folder, vocab, merges, BASE_TEXT, BASE_VISION, BASE_PROJ, seed=11,
+                               name="BGE-VL-base geometry (random weights)")
     if os.path.isdir(shared):  # the real CLIP vocabulary, when present, for realistic token counts
         for f in ("vocab.json", "merges.txt"):
             shutil.copy(os.path.join(shared, f), os.path.join(folder, f))

@@ -23,6 +23,10 @@ struct EncodeOptions {
   // Cut texts longer than the model's positions (CLIP: 77 tokens) instead of failing. Families
   // without such a limit (BGE-VL-MLLM) refuse it.
   bool truncate = false;
+  // false: the unnormalised vectors (BGE-VL-CLIP: the projected features, summed for composed
+  // items), as an index keeps them so that a composed query can reuse an indexed image. Families
+  // whose embedding is not such a sum (BGE-VL-MLLM) refuse it.
+  bool normalize = true;
   // Called after each batch: (items done, items in all). Optional.
   std::function<void(int64_t, int64_t)> progress;
 };

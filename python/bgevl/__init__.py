@@ -24,12 +24,15 @@ from . import _C
 from ._inputs import BgevlTypeError, _to_device_str, _to_dtype_str
 from ._model import Model, progress_callback, wrap
 from .clip import BatchEncoding, CLIPModel, CLIPProcessor
+from .index import Index, SearchResult, average_precision_at_k, convert_dataset, has_faiss, recall_at_k
 from .mllm import COMPOSED_RETRIEVAL_INSTRUCTION, MLLMModel
 
 __version__ = _C.__version__
 __all__ = ["AutoModel", "CLIPModel", "CLIPProcessor", "MLLMModel", "Model", "BatchEncoding",
            "BgevlTypeError", "COMPOSED_RETRIEVAL_INSTRUCTION", "load", "model_family",
-           "set_num_threads", "get_num_threads", "tune_cpu_allocator", "__version__"]
+           "set_num_threads", "get_num_threads", "tune_cpu_allocator", "__version__",
+           "Index", "SearchResult", "has_faiss", "recall_at_k", "average_precision_at_k",
+           "convert_dataset"]
 
 set_num_threads = _C.set_num_threads
 get_num_threads = _C.get_num_threads

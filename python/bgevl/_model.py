@@ -46,7 +46,7 @@ def progress_callback(progress, what="encoded"):
         if tqdm is not None:
             bar = state.get("bar")
             if bar is None:
-                bar = state["bar"] = tqdm(total=total, desc=what, unit="item" if what == "encoded" else "tensor")
+                bar = state["bar"] = tqdm(total=total, desc=what, unit="tensor" if what == "loaded" else "item")
             bar.update(done - bar.n)
             if done == total:
                 bar.close()

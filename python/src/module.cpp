@@ -60,6 +60,8 @@ std::string dtype_name(torch::ScalarType t) { return c10::toString(t); }
 
 }  // namespace
 
+void bind_index(py::module_& m);  // index_bindings.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "bgevl C++ core (use the `bgevl` package, not this module)";
   m.attr("__version__") = bgevl::version();
@@ -224,4 +226,5 @@ PYBIND11_MODULE(_C, m) {
           py::arg("input_ids"), py::arg("attention_mask") = py::none(),
           py::arg("pixel_values") = py::none(), py::arg("image_sizes") = py::none());
   m.attr("COMPOSED_RETRIEVAL_INSTRUCTION") = bgevl::kComposedRetrievalInstruction;
+  bind_index(m);
 }

@@ -43,3 +43,11 @@ def image_arg(v):
     if isinstance(v, str):
         return fixture_path("images", v)
     return [fixture_path("images", x) for x in v]
+
+
+def cli():
+    """The bgevl program: the one installed beside this Python, else the build tree's."""
+    for cand in (os.path.join(sys.prefix, "bin", "bgevl"), os.path.join(ROOT, "build", "bgevl")):
+        if os.path.exists(cand):
+            return cand
+    pytest.skip("bgevl command-line program not built")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import bgevl
-from conftest import FLOAT32_TOL, PIXEL_TOL, ROOT, fixture_path, image_arg, safetensors_io
+from conftest import FLOAT32_TOL, PIXEL_TOL, ROOT, cli, fixture_path, image_arg, safetensors_io
 
 CHECKPOINTS = ["tiny-fp16-quickgelu", "tiny-bf16-gelu"]
 
@@ -217,13 +217,6 @@ def test_bad_checkpoints(tmp_path):
 
 
 # ---- the command line ------------------------------------------------------------------------
-
-def cli():
-    for cand in (os.path.join(sys.prefix, "bin", "bgevl"), os.path.join(ROOT, "build", "bgevl")):
-        if os.path.exists(cand):
-            return cand
-    pytest.skip("bgevl command-line program not built")
-
 
 def test_cli_matches_python_api(tmp_path):
     model_dir = fixture_path("clip", "tiny-bf16-gelu")

@@ -18,8 +18,11 @@ collapsed, split with CLIP's regex, UTF-8 bytes mapped through
 `bytes_to_unicode()`, the last symbol of each word carrying "</w>".
 
 Public API:
-    build_vocab(n_merges, special_ids=None) -> (vocab: dict[str, int],
+    build_vocab(n_merges, special_ids=None, corpus=CORPUS)
+                                            -> (vocab: dict[str, int],
                                                 merges: list[tuple[str, str]])
+                    (n_merges=None: every merge the corpus supports, so
+                    that each of its words becomes a single token)
     write_vocab_files(folder, vocab, merges)  -> writes vocab.json, merges.txt
     bytes_to_unicode()
 """
@@ -129,18 +132,21 @@ def train_merges(n_merges, corpus=CORPUS, taken=()):
     Ties are broken by the pair itself (lexicographically smallest first), so
     the result is deterministic. Pairs whose merged string is already a token
     (in `taken` or learned earlier) are skipped, keeping vocabulary entries
-    unique.
+    unique. n_merges=None merges until no pair is left (every word of the
+    corpus is then one token).
     """
     words = _words(corpus)
     known = set(taken)
     merges = []
-    while len(merges) < n_merges:
+    while n_merges is None or len(merges) < n_merges:
         pairs = Counter()
         for w, f in words.items():
             for i in range(len(w) - 1):
                 pairs[(w[i], w[i + 1])] += f
         candidates = [(-c, p) for p, c in pairs.items() if p[0] + p[1] not in known]
         if not candidates:
+            if n_merges is None:
+                break
             raise ValueError(f"corpus only supports {len(merges)} merges, asked for {n_merges}")
         _, (a, b) = min(candidates)
         merges.append((a, b))
@@ -149,9 +155,10 @@ def train_merges(n_merges, corpus=CORPUS, taken=()):
     return merges
 
 
-def build_vocab(n_merges, special_ids=None):
+def build_vocab(n_merges, special_ids=None, corpus=CORPUS):
     """Return (vocab, merges).
 
+    n_merges, corpus: as for train_merges (the built-in CORPUS by default).
     vocab: dict token -> id, in id order. merges: list of (left, right).
     special_ids: None for contiguous ids (specials right after the merges), or
     a dict {"<|startoftext|>": id, "<|endoftext|>": id}; ids must not collide
@@ -159,7 +166,7 @@ def build_vocab(n_merges, special_ids=None):
     """
     base = list(bytes_to_unicode().values())
     base = base + [c + "</w>" for c in base]
-    merges = train_merges(n_merges, taken=base)
+    merges = train_merges(n_merges, corpus, taken=base)
     tokens = base + [a + b for a, b in merges]
     vocab = {t: i for i, t in enumerate(tokens)}
     assert len(vocab) == len(tokens), "duplicate vocabulary entries"

@@ -27,6 +27,7 @@ using runtime::with_item_context;
 // undefined, else the listed rows (a batch that mixes texts, images and composed items).
 struct ClipBatch : runtime::HostBatch {
   int64_t rows = 0;
+  bool normalize = true;
   torch::Tensor input_ids, attention_mask, text_rows;
   torch::Tensor pixels, image_rows;
 };
@@ -131,6 +132,7 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
     const auto& proc = *static_cast<const ClipContext&>(context).processor;
     auto out = std::make_unique<ClipBatch>();
     out->rows = static_cast<int64_t>(b.size());
+    out->normalize = options.normalize;
     std::vector<int64_t> text_rows, image_rows;
     std::vector<const std::string*> texts;
     std::vector<const ImageInput*> images;
@@ -171,7 +173,7 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
       auto f = model->image_features(staging.to_device(b.pixels));
       feats = place(feats, f, b.image_rows, b.rows, staging);  // composed: the two summed
     }
-    return runtime::l2_normalize(feats);
+    return b.normalize ? runtime::l2_normalize(feats) : feats.to(torch::kFloat32);
   }
 };
 

@@ -92,6 +92,9 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
   std::unique_ptr<runtime::EncodeContext> check(const std::vector<EmbedItem>& items,
                                                 const EncodeOptions& options,
                                                 int64_t batch_size) const override {
+    BGEVL_CHECK_ARG(options.normalize,
+                    "BGE-VL-MLLM gives normalised embeddings only (normalize=false is for "
+                    "BGE-VL-CLIP's projected features)");
     BGEVL_CHECK_ARG(!options.truncate,
                     "truncate is not supported by BGE-VL-MLLM: its prompts have no token limit "
                     "short of the model's positions, and cutting one would drop the [/INST] whose "
