@@ -253,17 +253,25 @@ std::vector<std::vector<SearchHit>> Index::search(const torch::Tensor& queries, 
     if (index_type() == "ivfpq") {
       // PQ codes only approximate the vectors: take more candidates and rank them by their
       // exact scores against the stored vectors (FAISS's "refine" step).
-      const int64_t cand = std::min<int64_t>(rows(), std::max<int64_t>(4 * want, 64));
+      const int64_t cand = std::min<int64_t>(rows(), std::max<int64_t>(16 * want, 256));
       auto [approx, rows_] = ann_search(*m.ann, queries, cand, o.ef_search, o.nprobe);
       const auto q = queries.to(torch::kCPU, torch::kFloat32);
       auto exact = torch::full({Q, cand}, -std::numeric_limits<float>::infinity());
-      auto ra = rows_.accessor<int64_t, 2>();
-      auto ea = exact.accessor<float, 2>();
-      for (int64_t qi = 0; qi < Q; ++qi)
-        for (int64_t j = 0; j < cand; ++j)
-          if (ra[qi][j] >= 0)
-            ea[qi][j] =
-                Impl::row_of(m.shards, ra[qi][j]).to(torch::kFloat32).dot(q[qi]).item<float>();
+      for (int64_t qi = 0; qi < Q; ++qi) {
+        // The candidates' stored vectors, gathered shard by shard.
+        const auto r = rows_[qi];
+        int64_t base = 0;
+        for (const auto& shard : m.shards) {
+          const auto in = (r >= base) & (r < base + shard.size(0));
+          const auto pos = in.nonzero().squeeze(1);
+          if (pos.numel() > 0) {
+            const auto vec =
+                shard.index_select(0, r.index_select(0, pos) - base).to(torch::kFloat32);
+            exact[qi].index_put_({pos}, vec.matmul(q[qi]));
+          }
+          base += shard.size(0);
+        }
+      }
       auto [v, pos] = exact.topk(want, 1);
       scores = v;
       labels = rows_.gather(1, pos);
