@@ -14,4 +14,4 @@ file(RENAME "${WORK_DIR}/prefix" "${WORK_DIR}/moved-prefix")
 run(${CMAKE_COMMAND} -S "${CONSUMER_SRC}" -B "${WORK_DIR}/build"
     "-DCMAKE_PREFIX_PATH=${WORK_DIR}/moved-prefix;${TORCH_DIR}" -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" -j2)
-run("${WORK_DIR}/build/consumer" "${MODEL_DIR}" "${MODEL_DIR}/../images/query_cat.jpg")
+run("${WORK_DIR}/build/consumer" "${MODEL_DIR}" "${MODEL_DIR}/../gallery/day/one_red_circle_left.png")

@@ -336,10 +336,10 @@ def test_model_card_snippet_verbatim(tmp_path):
     """The BGE-VL-CLIP model card's code, changed only in its import, on the bundled model."""
     assets = tmp_path / "assets"
     assets.mkdir()
-    imgs = os.path.join(ROOT, "models", "images")
-    Image.open(os.path.join(imgs, "query_cat.jpg")).save(assets / "cir_query.png")
-    Image.open(os.path.join(imgs, "candidate_cat_night.jpg")).save(assets / "cir_candi_1.png")
-    Image.open(os.path.join(imgs, "candidate_coffee.jpg")).save(assets / "cir_candi_2.png")
+    imgs = os.path.join(ROOT, "models", "gallery")
+    Image.open(os.path.join(imgs, "day", "one_red_circle_left.png")).save(assets / "cir_query.png")
+    Image.open(os.path.join(imgs, "night", "one_red_circle_left.png")).save(assets / "cir_candi_1.png")
+    Image.open(os.path.join(imgs, "day", "two_blue_squares_right.png")).save(assets / "cir_candi_2.png")
     script = tmp_path / "card.py"
     script.write_text(MODEL_CARD.format(model=os.path.join(ROOT, "models", "bgevl-tiny-clip")))
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
