@@ -221,15 +221,7 @@ class Tokenizer:
             if rank == math.inf:
                 break
             a, b = next((word[i], word[i + 1]) for r, i in pairs if r == rank)
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            word = out
+            word = list(tiny_clip_vocab._merge_word(word, a, b))
         self.cache[token] = word
         return word
 
