@@ -5,6 +5,7 @@
 #include <torch/extension.h>
 
 #include "bgevl/bgevl.h"
+#include "retrieval/store.h"
 
 namespace py = pybind11;
 using namespace bgevl;
@@ -94,9 +95,7 @@ void bind_index(py::module_& m) {
             for (const auto& [id, path, caption, group] : entries)
               es.push_back({id, path, caption, group});
             IndexOptions o;
-            BGEVL_CHECK_ARG(dtype == "float32" || dtype == "float16",
-                            "dtype must be float32 or float16, got '", dtype, "'");
-            o.dtype = dtype == "float16" ? torch::kHalf : torch::kFloat32;
+            o.dtype = retrieval::dtype_from_name(dtype);
             o.index_type = index_type;
             o.strict = strict;
             o.add = add;
@@ -128,9 +127,7 @@ void bind_index(py::module_& m) {
              const std::string& dir, const std::string& dtype, const std::string& index_type,
              int64_t shard_size) {
             IndexOptions o;
-            BGEVL_CHECK_ARG(dtype == "float32" || dtype == "float16",
-                            "dtype must be float32 or float16, got '", dtype, "'");
-            o.dtype = dtype == "float16" ? torch::kHalf : torch::kFloat32;
+            o.dtype = retrieval::dtype_from_name(dtype);
             o.index_type = index_type;
             o.shard_size = shard_size;
             py::gil_scoped_release nogil;

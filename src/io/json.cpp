@@ -26,6 +26,28 @@ const json& need_object(const json& obj, const char* key, const std::string& fil
   return *it;
 }
 
+std::optional<std::string> opt_string(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  BGEVL_CHECK_ARG(it->is_string(), where, ": \"", key, "\" must be a string or null");
+  return it->get<std::string>();
+}
+
+void for_each_jsonl(const std::string& path, const std::string& what,
+                    const std::function<void(const json&, const std::string&)>& fn) {
+  std::ifstream in(path);
+  BGEVL_CHECK(bool(in), FileNotFoundError, path, ": cannot read ", what);
+  int64_t n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + " line " + std::to_string(n);
+    const auto j = json::parse(line, nullptr, false);
+    BGEVL_CHECK_ARG(!j.is_discarded() && j.is_object(), where, ": not a JSON object");
+    fn(j, where);
+  }
+}
+
 ModelTypeInfo read_model_type(const std::string& path) {
   const json j = read_json_file(path);
   BGEVL_CHECK_ARG(j.is_object(), path, " is not a JSON object");

@@ -2,7 +2,9 @@
 // failure names the file and the key.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -43,6 +45,17 @@ void get_opt(const nlohmann::json& obj, const char* key, T& out, const std::stri
 // obj[key], which must be a JSON object; InvalidArgumentError naming the file otherwise.
 const nlohmann::json& need_object(const nlohmann::json& obj, const char* key,
                                   const std::string& file);
+
+// obj[key] as a string; nullopt when absent or null. InvalidArgumentError naming `where` when it
+// is another type.
+std::optional<std::string> opt_string(const nlohmann::json& obj, const char* key,
+                                      const std::string& where);
+
+// Calls fn(object, where) for each non-blank line of a JSONL file, `where` being "PATH line N"
+// (for messages). FileNotFoundError "PATH: cannot read <what>" when the file cannot be opened;
+// InvalidArgumentError naming the line when one is not a JSON object.
+void for_each_jsonl(const std::string& path, const std::string& what,
+                    const std::function<void(const nlohmann::json&, const std::string&)>& fn);
 
 // The "model_type" and "architectures" of a config.json, for the family registry.
 struct ModelTypeInfo {

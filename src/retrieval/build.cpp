@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -80,26 +79,22 @@ struct Part {
 
 Part read_part(const std::string& dir, int64_t p) {
   const std::string path = join(dir, part_name(p, ".jsonl"));
-  std::ifstream in(path);
-  BGEVL_CHECK(bool(in), Error, path, ": a part the build recorded is missing: remove ", dir,
+  BGEVL_CHECK(fs::exists(path), Error, path, ": a part the build recorded is missing: remove ", dir,
               "/build to start the build again");
   Part part;
-  int64_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    BGEVL_CHECK_ARG(!j.is_discarded() && j.is_object(), path, " line ", n, ": not JSON");
-    if (j.contains("skipped")) {
-      const auto& s = j["skipped"];
-      part.skipped.push_back({s.value("id", ""), s.value("path", ""), s.value("reason", "")});
-    } else {
-      part.records.push_back(record_from_json(j, path + " line " + std::to_string(n)));
-      if (j.value("new", false))
-        ++part.rows;
-      else
-        ++part.duplicates;
-    }
-  }
+  io::for_each_jsonl(
+      path, "a part of the build", [&](const nlohmann::json& j, const std::string& w) {
+        if (j.contains("skipped")) {
+          const auto& s = j["skipped"];
+          part.skipped.push_back({s.value("id", ""), s.value("path", ""), s.value("reason", "")});
+          return;
+        }
+        part.records.push_back(record_from_json(j, w));
+        if (j.value("new", false))
+          ++part.rows;
+        else
+          ++part.duplicates;
+      });
   return part;
 }
 
@@ -229,8 +224,6 @@ void finalize(const std::string& dir, const Manifest& base,
   const int64_t n_parts = static_cast<int64_t>(parts.size());
   const int64_t dim = base.dim;
   const torch::ScalarType dtype = dtype_from_name(base.dtype);
-  IndexOptions opt;
-  opt.shard_size = shard_size;
   Manifest next = base;
   next.generation = base.generation + 1;
   int64_t new_rows = 0;
@@ -240,11 +233,11 @@ void finalize(const std::string& dir, const Manifest& base,
     emb_parts.push_back(part_name(p, ".npy"));
     feat_parts.push_back(part_name(p, ".features.npy"));
   }
-  next.shards = write_shards(dir, "embeddings", base.shards, emb_parts, new_rows, opt.shard_size,
+  next.shards = write_shards(dir, "embeddings", base.shards, emb_parts, new_rows, shard_size,
                              next.generation, dim, dtype);
   if (clip)
     next.feature_shards = write_shards(dir, "features", base.feature_shards, feat_parts, new_rows,
-                                       opt.shard_size, next.generation, dim, dtype);
+                                       shard_size, next.generation, dim, dtype);
   next.rows = base.rows + new_rows;
   next.metadata = "metadata.g" + std::to_string(next.generation) + ".jsonl";
   {

@@ -3,25 +3,18 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <unordered_set>
 
 #include "bgevl/errors.h"
+#include "io/json.h"
 
 namespace fs = std::filesystem;
 
 namespace bgevl {
 
 namespace {
-
-std::optional<std::string> opt_str(const nlohmann::json& j, const char* key, const std::string& w) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  BGEVL_CHECK_ARG(it->is_string(), w, ": \"", key, "\" must be a string or null");
-  return it->get<std::string>();
-}
 
 std::vector<std::string> str_list(const nlohmann::json& j, const char* key, const std::string& w) {
   std::vector<std::string> out;
@@ -42,30 +35,22 @@ std::vector<std::string> str_list(const nlohmann::json& j, const char* key, cons
 }  // namespace
 
 std::vector<EvalQuery> read_eval_queries(const std::string& path, const std::string& image_root) {
-  std::ifstream in(path);
-  BGEVL_CHECK(bool(in), FileNotFoundError, path, ": cannot read the queries file");
   static const std::set<std::string> known = {
       "image", "query_id", "text", "instruction", "targets", "exclude", "subset", "group", "qid"};
   std::vector<EvalQuery> out;
-  int64_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string w = path + " line " + std::to_string(n);
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    BGEVL_CHECK_ARG(!j.is_discarded() && j.is_object(), w, ": not a JSON object");
+  io::for_each_jsonl(path, "the queries file", [&](const nlohmann::json& j, const std::string& w) {
     for (const auto& kv : j.items())
       BGEVL_CHECK_ARG(known.count(kv.key()), w, ": unknown field \"", kv.key(), "\"");
     EvalQuery q;
-    if (auto img = opt_str(j, "image", w)) {
+    if (auto img = io::opt_string(j, "image", w)) {
       std::string p = *img;
       if (!image_root.empty() && !fs::path(p).is_absolute())
         p = (fs::path(image_root) / p).string();
       q.query.image = ImageInput::path(p);
     }
-    q.query.query_id = opt_str(j, "query_id", w);
-    q.query.text = opt_str(j, "text", w);
-    q.query.instruction = opt_str(j, "instruction", w);
+    q.query.query_id = io::opt_string(j, "query_id", w);
+    q.query.text = io::opt_string(j, "text", w);
+    q.query.instruction = io::opt_string(j, "instruction", w);
     BGEVL_CHECK_ARG(q.query.image || q.query.query_id || q.query.text, w,
                     ": a query needs an image, a query_id or a text");
     BGEVL_CHECK_ARG(!(q.query.image && q.query.query_id), w,
@@ -73,10 +58,10 @@ std::vector<EvalQuery> read_eval_queries(const std::string& path, const std::str
     q.targets = str_list(j, "targets", w);
     q.exclude = str_list(j, "exclude", w);
     q.subset = str_list(j, "subset", w);
-    q.group = opt_str(j, "group", w).value_or("");
-    q.qid = opt_str(j, "qid", w).value_or(std::to_string(out.size()));
+    q.group = io::opt_string(j, "group", w).value_or("");
+    q.qid = io::opt_string(j, "qid", w).value_or(std::to_string(out.size()));
     out.push_back(std::move(q));
-  }
+  });
   BGEVL_CHECK_ARG(!out.empty(), path, ": holds no queries");
   return out;
 }

@@ -2,12 +2,12 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "bgevl/errors.h"
 #include "bgevl/index.h"
+#include "io/json.h"
 
 namespace fs = std::filesystem;
 
@@ -26,40 +26,23 @@ bool is_image_name(const std::string& name) {
   return kExt.count(ext) > 0;
 }
 
-std::optional<std::string> opt_string(const nlohmann::json& j, const char* key,
-                                      const std::string& where) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  BGEVL_CHECK_ARG(it->is_string(), where, ": \"", key, "\" must be a string");
-  return it->get<std::string>();
-}
-
 std::vector<GalleryEntry> read_manifest_lines(const std::string& path) {
-  std::ifstream in(path);
-  BGEVL_CHECK(bool(in), FileNotFoundError, path, ": cannot read");
   const fs::path base = fs::path(path).parent_path();
   std::vector<GalleryEntry> out;
-  int64_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    const std::string where = path + " line " + std::to_string(n);
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    BGEVL_CHECK_ARG(!j.is_discarded() && j.is_object(), where, ": not a JSON object");
+  io::for_each_jsonl(path, "the manifest", [&](const nlohmann::json& j, const std::string& where) {
     GalleryEntry e;
-    const auto p = opt_string(j, "path", where);
+    const auto p = io::opt_string(j, "path", where);
     BGEVL_CHECK_ARG(p && !p->empty(), where, ": \"path\" is required");
     std::error_code ec;
     e.path = fs::absolute(fs::path(*p).is_absolute() || base.empty() ? fs::path(*p) : base / *p, ec)
                  .lexically_normal()
                  .string();
-    e.id = opt_string(j, "id", where).value_or(*p);
+    e.id = io::opt_string(j, "id", where).value_or(*p);
     BGEVL_CHECK_ARG(!e.id.empty(), where, ": empty \"id\"");
-    e.caption = opt_string(j, "caption", where);
-    e.group = opt_string(j, "group", where);
+    e.caption = io::opt_string(j, "caption", where);
+    e.group = io::opt_string(j, "group", where);
     out.push_back(std::move(e));
-  }
+  });
   BGEVL_CHECK_ARG(!out.empty(), path, ": lists no images");
   return out;
 }

@@ -2,8 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
-
 #include "bgevl/errors.h"
 #include "io/json.h"
 
@@ -158,17 +156,11 @@ IndexRecord record_from_json(const nlohmann::json& j, const std::string& where) 
 }
 
 std::vector<IndexRecord> read_records(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw FileNotFoundError(path + ": cannot read the index metadata");
   std::vector<IndexRecord> out;
-  int64_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (line.empty()) continue;
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    BGEVL_CHECK_ARG(!j.is_discarded(), path, " line ", n, ": not JSON");
-    out.push_back(record_from_json(j, path + " line " + std::to_string(n)));
-  }
+  io::for_each_jsonl(path, "the index metadata",
+                     [&](const nlohmann::json& j, const std::string& w) {
+                       out.push_back(record_from_json(j, w));
+                     });
   return out;
 }
 
