@@ -1,5 +1,5 @@
-// bgevl command line: encode, and the retrieval commands (cli_index.cpp): index, search,
-// evaluate, dataset.
+// bgevl command line: encode, the retrieval commands (cli_index.cpp): index, search, evaluate,
+// dataset, and the server (cli_serve.cpp): serve.
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -25,6 +25,7 @@ const char* kUsage = R"(usage: bgevl encode --model DIR_OR_ID [--image PATH]... 
        bgevl search --index INDEX_DIR [--image Q | --query-id ID] [--text T] [-k K] [options]
        bgevl evaluate --index INDEX_DIR --queries QUERIES.jsonl [-k 1,5,10] [options]
        bgevl dataset circo|cirr|fashioniq --root DIR --split SPLIT --out DIR
+       bgevl serve --model M [--index INDEX_DIR] [--host H] [--port P] [options]
        bgevl COMMAND --help | bgevl --version
 
 Encodes images, texts, or composed (image, text) pairs with a BGE-VL model (CLIP or MLLM, told
@@ -187,6 +188,14 @@ int main(int argc, char** argv) {
     if (cmd == "search") return bgevl::cli::search_main(argc, argv);
     if (cmd == "evaluate") return bgevl::cli::evaluate_main(argc, argv);
     if (cmd == "dataset") return bgevl::cli::dataset_main(argc, argv);
+#ifdef BGEVL_WITH_SERVER
+    if (cmd == "serve") return bgevl::cli::serve_main(argc, argv);
+#else
+    if (cmd == "serve")
+      throw std::runtime_error(
+          "this bgevl was built without the server (cpp-httplib; Debian: "
+          "libcpp-httplib-dev)");
+#endif
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {
     std::cerr << "bgevl: " << e.what() << "\n\n"

@@ -2,8 +2,11 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
+
+#include "bgevl/bgevl.h"
 
 namespace bgevl::cli {
 
@@ -40,9 +43,43 @@ class Args {
   int i_;
 };
 
+// --model, --device, --dtype, --revision, --threads: what every model-loading command takes.
+struct ModelArgs {
+  std::string model, device = "cpu", dtype = "float32", revision;
+  long long threads = 0;
+  bool parse(Args& a) {
+    const std::string s = a.arg();
+    if (s == "--model")
+      model = a.value();
+    else if (s == "--device")
+      device = a.value();
+    else if (s == "--dtype")
+      dtype = a.value();
+    else if (s == "--revision")
+      revision = a.value();
+    else if (s == "--threads")
+      threads = a.number(0, 1024);
+    else
+      return false;
+    return true;
+  }
+  std::unique_ptr<Embedder> load(const std::string& fallback, const std::string& fallback_rev) {
+    LoadOptions lo;
+    lo.device = parse_device(device);
+    lo.dtype = parse_dtype(dtype);
+    lo.revision = !revision.empty()                        ? revision
+                  : model.empty() && !fallback_rev.empty() ? fallback_rev
+                                                           : "main";
+    set_num_threads(static_cast<int>(threads));
+    if (lo.device.is_cpu()) tune_cpu_allocator();
+    return bgevl::load(model.empty() ? fallback : model, lo);
+  }
+};
+
 int index_main(int argc, char** argv);
 int search_main(int argc, char** argv);
 int evaluate_main(int argc, char** argv);
 int dataset_main(int argc, char** argv);
+int serve_main(int argc, char** argv);
 
 }  // namespace bgevl::cli

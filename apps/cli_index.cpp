@@ -89,38 +89,6 @@ Reads a benchmark from its published folder layout and writes OUT/gallery.jsonl 
              CLIP4Cir does)
 )";
 
-struct ModelArgs {
-  std::string model, device = "cpu", dtype = "float32", revision;
-  long long threads = 0;
-  bool parse(Args& a) {
-    const std::string s = a.arg();
-    if (s == "--model")
-      model = a.value();
-    else if (s == "--device")
-      device = a.value();
-    else if (s == "--dtype")
-      dtype = a.value();
-    else if (s == "--revision")
-      revision = a.value();
-    else if (s == "--threads")
-      threads = a.number(0, 1024);
-    else
-      return false;
-    return true;
-  }
-  std::unique_ptr<Embedder> load(const std::string& fallback, const std::string& fallback_rev) {
-    LoadOptions lo;
-    lo.device = parse_device(device);
-    lo.dtype = parse_dtype(dtype);
-    lo.revision = !revision.empty()                        ? revision
-                  : model.empty() && !fallback_rev.empty() ? fallback_rev
-                                                           : "main";
-    set_num_threads(static_cast<int>(threads));
-    if (lo.device.is_cpu()) tune_cpu_allocator();
-    return bgevl::load(model.empty() ? fallback : model, lo);
-  }
-};
-
 std::string clock(double s) {
   if (!(s >= 0) || s > 1e7) return "?";
   const long long t = static_cast<long long>(s + 0.5);

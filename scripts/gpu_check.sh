@@ -3,13 +3,15 @@
 # device machine): build bgevl against that libtorch (no OpenCV there: images go in as PIL
 # pixels), then run bench/gpu_check.py (CUDA vs CPU vs the transformers fixtures, throughput).
 #   bash scripts/make_gpu_deps.sh          # here, once: ICU + nlohmann-json for that machine
-#   bash scripts/gpu_check.sh [OUT_DIR] [clip] [mllm]   # there (device tool: carry .devdeps);
-#                                                    # mllm needs .devdeps/tokenizer.model
+#   bash scripts/gpu_check.sh [OUT_DIR] [clip] [mllm] [serve]   # there (device tool: carry
+#                                                    # .devdeps); mllm needs .devdeps/tokenizer.model
+# serve: bench/bench_server.py on BGE-VL-base geometry on the GPU (text requests only while that
+# build has no file decoding).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/bgevl-gpu}}
 shift || true
-CHECKS=${*:-clip mllm}
+CHECKS=${*:-clip mllm serve}
 mkdir -p "$OUT"
 DEPS=/tmp/bgevl-deps
 mkdir -p $DEPS && tar -C $DEPS -xJf .devdeps/gpu-deps.tar.xz
@@ -31,5 +33,7 @@ for c in $CHECKS; do
   case $c in
     clip) $PY bench/gpu_check.py 2>&1 | tee "$OUT/gpu_check.md" ;;
     mllm) $PY bench/gpu_check_mllm.py 2>&1 | tee "$OUT/gpu_check_mllm.md" ;;
+    serve) $PY bench/bench_server.py --bgevl build-gpu/bgevl --model base --device cuda \
+             --kinds text --seconds 3 --json "$OUT/server_gpu.json" 2>&1 | tee "$OUT/server_gpu.md" ;;
   esac
 done

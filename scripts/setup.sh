@@ -9,7 +9,7 @@ PACKAGES=(build-essential cmake pkg-config git clang-format
           libtorch-dev python3-torch libopenblas0-openmp
           pybind11-dev python3-dev python3-venv python3-numpy python3-pil python3-pytest
           libopencv-dev libjpeg-dev libpng-dev libicu-dev nlohmann-json3-dev libgtest-dev
-          libfaiss-dev)
+          libfaiss-dev libcpp-httplib-dev curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

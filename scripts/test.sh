@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets everything up, then runs every test: the C++ suite (ctest: GoogleTest + the install
-# consumer test) and the Python suite (pytest). Exits non-zero if either fails.
+# consumer test) and the Python suite (pytest, with the server's tests over loopback HTTP and
+# the search page in headless Chromium). Exits non-zero if either fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
+bash scripts/setup_browser.sh || exit 1
 status=0
 ctest --test-dir build --output-on-failure -j"$(nproc)" || status=1
 .venv/bin/python -m pytest tests/python -q -p no:cacheprovider || status=1

@@ -46,6 +46,15 @@ struct Image {
 Image decode_file(const std::string& path);
 Image decode_bytes(const uint8_t* data, size_t size, const std::string& name = "<bytes>");
 
+// What the first bytes of an encoded image say, without decoding: the format ("jpeg", "png",
+// "bmp", "webp", "tiff", "gif"; empty when none of these) and the size (0 when the header does
+// not give it, e.g. truncated). For limits checked before any pixel is allocated.
+struct ImageHeader {
+  std::string format;
+  int64_t width = 0, height = 0;
+};
+ImageHeader probe_image(const uint8_t* data, size_t size);
+
 // Image from caller pixels (HxWxC uint8, C = 1, 3 or 4 as L/RGB/RGBA). InvalidArgumentError on
 // bad sizes.
 Image from_pixels(const uint8_t* data, int height, int width, int channels);

@@ -207,3 +207,37 @@ TEST(VisionDecode, JpegCmykUsesPilFormula) {
   EXPECT_EQ(im.mode, PilMode::CMYK);
   EXPECT_EQ(im.channels, 4);
 }
+
+// probe_image (the server's pixel limit, checked before decoding) reads the size every decoder
+// finds, for each fixture file of every format.
+TEST(VisionDecode, ProbeGivesTheDecodedSize) {
+  REQUIRE_DECODING();
+  std::map<std::string, int> formats;
+  for (const char* dir : {"vision", "images"}) {
+    const fs::path d = fs::path(BGEVL_FIXTURES_DIR) / dir;
+    if (!fs::is_directory(d)) continue;
+    for (const auto& e : fs::directory_iterator(d)) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      const std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      Image im;
+      try {
+        im = decode_file(e.path().string());
+      } catch (const bgevl::Error&) {
+        continue;  // files PIL rejects
+      }
+      const auto h = probe_image(reinterpret_cast<const uint8_t*>(b.data()), b.size());
+      ASSERT_FALSE(h.format.empty()) << e.path();
+      EXPECT_EQ(h.width, im.width) << e.path();
+      EXPECT_EQ(h.height, im.height) << e.path();
+      ++formats[h.format];
+    }
+  }
+  for (const char* f : {"jpeg", "png", "bmp", "webp", "tiff"}) EXPECT_GT(formats[f], 0) << f;
+  const uint8_t junk[] = "hello, not an image";
+  EXPECT_TRUE(probe_image(junk, sizeof junk).format.empty());
+  const uint8_t truncated[] = "\x89PNG\r\n\x1A\n\0\0";
+  const auto t = probe_image(truncated, 10);
+  EXPECT_EQ(t.format, "png");
+  EXPECT_EQ(t.width, 0);
+}

@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -51,3 +52,25 @@ def cli():
         if os.path.exists(cand):
             return cand
     pytest.skip("bgevl command-line program not built")
+
+
+# The bundled toy model and its gallery (the retrieval and server tests).
+TOY_MODEL = os.path.join(ROOT, "models", "bgevl-tiny-clip")
+TOY_GALLERY = os.path.join(ROOT, "models", "gallery")
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The bundled toy model, loaded once."""
+    import bgevl
+
+    return bgevl.load(TOY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def gallery_index(tmp_path_factory):
+    """`bgevl index` of the bundled gallery (read-only for the tests that share it)."""
+    out = tmp_path_factory.mktemp("idx") / "gallery.index"
+    subprocess.run([cli(), "index", "--model", TOY_MODEL, "--images", TOY_GALLERY, "--out", str(out),
+                    "--quiet"], check=True, cwd=ROOT)
+    return out

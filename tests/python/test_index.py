@@ -11,10 +11,9 @@ import pytest
 import torch
 
 import bgevl
-from conftest import FLOAT32_TOL, ROOT, cli
+from conftest import FLOAT32_TOL, ROOT, TOY_GALLERY, TOY_MODEL, cli
 
-MODEL = os.path.join(ROOT, "models", "bgevl-tiny-clip")
-GALLERY = os.path.join(ROOT, "models", "gallery")
+MODEL, GALLERY = TOY_MODEL, TOY_GALLERY
 HELDOUT = os.path.join(ROOT, "models", "queries", "heldout.jsonl")
 
 
@@ -24,18 +23,6 @@ def run(*args, env=None, check=True):
     if check:
         assert res.returncode == 0, res.stderr
     return res
-
-
-@pytest.fixture(scope="module")
-def model():
-    return bgevl.load(MODEL)
-
-
-@pytest.fixture(scope="module")
-def gallery_index(tmp_path_factory):
-    out = tmp_path_factory.mktemp("idx") / "gallery.index"
-    run("index", "--model", MODEL, "--images", GALLERY, "--out", str(out), "--quiet")
-    return out
 
 
 def gallery_files():

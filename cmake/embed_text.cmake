@@ -1,0 +1,20 @@
+# cmake -DIN=file -DOUT=header.h -DNAME=symbol -P embed_text.cmake: a C++ header holding the
+# file's text as `inline constexpr char NAME[]` (a raw string literal, split in pieces that
+# compilers accept).
+file(READ "${IN}" text)
+string(FIND "${text}" ")BGEVL_EMBED\"" bad)
+if(NOT bad EQUAL -1)
+  message(FATAL_ERROR "${IN} contains the raw-string delimiter )BGEVL_EMBED\"")
+endif()
+string(LENGTH "${text}" n)
+set(out "// Generated from ${IN} by cmake/embed_text.cmake: do not edit.\n#pragma once\n\n")
+string(APPEND out "inline constexpr char ${NAME}[] =\n")
+set(pos 0)
+while(pos LESS n)
+  string(SUBSTRING "${text}" ${pos} 8000 piece)
+  string(APPEND out "    R\"BGEVL_EMBED(${piece})BGEVL_EMBED\"\n")
+  math(EXPR pos "${pos} + 8000")
+endwhile()
+string(APPEND out "    \"\";\n")
+file(WRITE "${OUT}.tmp" "${out}")
+file(RENAME "${OUT}.tmp" "${OUT}")
