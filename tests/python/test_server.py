@@ -198,6 +198,14 @@ def test_with_curl(server):
     assert res.stdout == "200"
     res = subprocess.run(["curl", "-sS", server.url + "/metrics"], capture_output=True, text=True, check=True)
     assert "# TYPE bgevl_request_duration_seconds histogram" in res.stdout
+    res = subprocess.run(["curl", "-sS", server.url + "/"], capture_output=True, text=True, check=True)
+    assert "<title>bgevl search</title>" in res.stdout
+    res = subprocess.run(["curl", "-sS", server.url + "/v1/models"], capture_output=True, text=True, check=True)
+    assert json.loads(res.stdout)["data"][0]["object"] == "model"
+    res = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{content_type}",
+                          server.url + "/v1/images/day%2Fone_red_circle_left.png"],
+                         capture_output=True, text=True, check=True)
+    assert res.stdout == "200 image/png"  # ids with a slash, escaped as the page does
 
 
 def test_64_concurrent_clients_are_batched_and_exact(gallery_index, model):
