@@ -33,8 +33,11 @@ apart by its config.json) and writes the L2-normalised embeddings as a float32 [
 (numpy.load reads it), and beside it FILE.jsonl, one line per row: {"row": 0, "image": ...,
 "text": ...}.
 
-  --model DIR_OR_ID   checkpoint folder, or a hub id (BAAI/BGE-VL-base) in the local HF cache
-  --revision REV      the hub-cache revision of a hub id (default main)
+  --model DIR_OR_ID   checkpoint folder, or a hub id (BAAI/BGE-VL-base): from the Hugging Face
+                      cache, downloaded into it when absent (HF_ENDPOINT, HF_TOKEN honoured)
+  --revision REV      branch, tag or commit of a hub id (default main)
+  --cache-dir DIR     the hub cache (default $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)
+  --local-files-only  never download (as HF_HUB_OFFLINE=1)
   --image PATH        an image file (repeatable): JPEG, PNG, BMP, WebP, TIFF
   --images-from FILE  image files listed one per line (in order among the --image ones)
   --text STR          a text (repeatable)
@@ -74,21 +77,18 @@ std::string rows_path(const std::string& out) {
 }
 
 int encode(int argc, char** argv) {
-  std::string model, out, device = "cpu", dtype = "float32", revision = "main";
+  bgevl::cli::ModelArgs m;
+  std::string out;
   std::vector<std::string> image_paths, texts;
   bgevl::EncodeOptions eo;
-  long long threads = 0;
   bool quiet = false;
   std::optional<std::string> q_or_c, instruction;
   for (bgevl::cli::Args args(argc, argv, 2); args.next();) {
     const std::string a = args.arg();
     auto value = [&] { return args.value(); };
     auto number = [&](long long lo, long long hi) { return args.number(lo, hi); };
-    if (a == "--model")
-      model = value();
-    else if (a == "--revision")
-      revision = value();
-    else if (a == "--image")
+    if (m.parse(args)) continue;
+    if (a == "--image")
       image_paths.push_back(value());
     else if (a == "--images-from")
       for (auto& p : read_list(value())) image_paths.push_back(p);
@@ -96,14 +96,8 @@ int encode(int argc, char** argv) {
       texts.push_back(value());
     else if (a == "--out")
       out = value();
-    else if (a == "--device")
-      device = value();
-    else if (a == "--dtype")
-      dtype = value();
     else if (a == "--batch-size")
       eo.batch_size = number(1, 1 << 20);
-    else if (a == "--threads")
-      threads = number(0, 1024);
     else if (a == "--truncate")
       eo.truncate = true;
     else if (a == "--q-or-c")
@@ -118,7 +112,7 @@ int encode(int argc, char** argv) {
     } else
       throw UsageError("unknown argument '" + a + "'");
   }
-  if (model.empty()) throw UsageError("--model is required");
+  if (m.model.empty()) throw UsageError("--model is required");
   if (out.empty()) throw UsageError("--out is required");
   if (image_paths.empty() && texts.empty()) throw UsageError("give at least one --image or --text");
   if (!image_paths.empty() && !texts.empty() && image_paths.size() != texts.size())
@@ -130,10 +124,8 @@ int encode(int argc, char** argv) {
   if (instruction)
     prompt.instruction =
         *instruction == "cir" ? bgevl::kComposedRetrievalInstruction : *instruction;
-  bgevl::LoadOptions lo;
-  lo.device = bgevl::parse_device(device);
-  lo.dtype = bgevl::parse_dtype(dtype);
-  lo.revision = revision;
+  bgevl::parse_device(m.device);  // bad values fail before anything is opened or loaded
+  bgevl::parse_dtype(m.dtype);
   std::vector<bgevl::ImageInput> images;
   for (const auto& p : image_paths) images.push_back(bgevl::ImageInput::path(p));
   const auto items = bgevl::make_items(images, texts, prompt);
@@ -144,9 +136,7 @@ int encode(int argc, char** argv) {
   std::unique_ptr<bgevl::io::AtomicFile> rows;
   if (!npy.in_place()) rows = std::make_unique<bgevl::io::AtomicFile>(rows_path(out));
 
-  bgevl::set_num_threads(static_cast<int>(threads));
-  if (lo.device.is_cpu()) bgevl::tune_cpu_allocator();
-  const auto embedder = bgevl::load(model, lo);
+  const auto embedder = m.load("", "");
   if (!quiet)
     eo.progress = [](int64_t done, int64_t total) {
       std::fprintf(stderr, "\rencoded %lld/%lld", static_cast<long long>(done),

@@ -1,6 +1,7 @@
 // What the bgevl subcommands share: the usage error and argument parsing.
 #pragma once
 
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -45,7 +46,8 @@ class Args {
 
 // --model, --device, --dtype, --revision, --threads: what every model-loading command takes.
 struct ModelArgs {
-  std::string model, device = "cpu", dtype = "float32", revision;
+  std::string model, device = "cpu", dtype = "float32", revision, cache_dir;
+  bool local_files_only = false;
   long long threads = 0;
   bool parse(Args& a) {
     const std::string s = a.arg();
@@ -59,6 +61,10 @@ struct ModelArgs {
       revision = a.value();
     else if (s == "--threads")
       threads = a.number(0, 1024);
+    else if (s == "--cache-dir")
+      cache_dir = a.value();
+    else if (s == "--local-files-only")
+      local_files_only = true;
     else
       return false;
     return true;
@@ -70,6 +76,18 @@ struct ModelArgs {
     lo.revision = !revision.empty()                        ? revision
                   : model.empty() && !fallback_rev.empty() ? fallback_rev
                                                            : "main";
+    lo.cache_dir = cache_dir;
+    lo.local_files_only = local_files_only;
+    lo.download_progress = [last = std::string(), tenth = -1](const std::string& f, int64_t done,
+                                                              int64_t total) mutable {
+      const int t = total > 0 ? static_cast<int>(10 * done / total) : 0;
+      if (f == last && t == tenth) return;
+      last = f;
+      tenth = t;
+      std::fprintf(stderr, "downloading %s: %lld%s bytes\n", f.c_str(),
+                   static_cast<long long>(done),
+                   total > 0 ? (" of " + std::to_string(total)).c_str() : "");
+    };
     set_num_threads(static_cast<int>(threads));
     if (lo.device.is_cpu()) tune_cpu_allocator();
     return bgevl::load(model.empty() ? fallback : model, lo);

@@ -37,6 +37,12 @@ listed in the manifest as skipped.
   --chunk-size N       entries per resumable part (default 1024)
   --shard-size N       rows per embeddings shard (default 1048576)
   --device, --dtype, --batch-size, --threads, --revision   as for bgevl encode
+  --num-shards N --shard-index I
+                       one job of N (SLURM / Kubernetes arrays, no scheduler): embeds the
+                       partitions (of --chunk-size entries) p with p % N == I into
+                       INDEX_DIR/build/partitions; the job that completes the last one writes the
+                       index (equal to a single-process run's)
+  --dask-scheduler ADDR  the same on a Dask cluster (the pip package's bgevl: bgevl.dask)
   --quiet              no progress
 )";
 
@@ -143,6 +149,7 @@ int index_main(int argc, char** argv) {
   std::string images, out;
   IndexOptions o;
   bool quiet = false;
+  long long num_shards = 0, shard_index = -1;
   for (Args a(argc, argv, 2); a.next();) {
     const std::string s = a.arg();
     if (m.parse(a)) continue;
@@ -168,6 +175,14 @@ int index_main(int argc, char** argv) {
       o.batch_size = a.number(1, 1 << 20);
     else if (s == "--quiet")
       quiet = true;
+    else if (s == "--num-shards")
+      num_shards = a.number(1, 1 << 20);
+    else if (s == "--shard-index")
+      shard_index = a.number(0, (1 << 20) - 1);
+    else if (s == "--dask-scheduler")
+      throw UsageError(
+          "index: --dask-scheduler is run by the pip package's `bgevl` (python -m bgevl.dask); "
+          "this program is the bare binary");
     else if (s == "--help" || s == "-h") {
       std::cout << kIndexUsage;
       return 0;
@@ -175,6 +190,11 @@ int index_main(int argc, char** argv) {
       throw UsageError("index: unknown argument '" + s + "'");
   }
   if (images.empty()) throw UsageError("index: --images is required");
+  if ((num_shards > 0) != (shard_index >= 0))
+    throw UsageError("index: --num-shards and --shard-index go together");
+  if (num_shards > 0 && shard_index >= num_shards)
+    throw UsageError("index: --shard-index must be below --num-shards");
+  if (num_shards > 0 && o.add) throw UsageError("index: --add does not combine with shards");
   if (out.empty()) throw UsageError("index: --out is required");
   if (o.index_type != "flat" && o.index_type != "hnsw" && o.index_type != "ivfpq")
     throw UsageError("--index-type is flat, hnsw or ivfpq");
@@ -192,6 +212,36 @@ int index_main(int argc, char** argv) {
   bar.quiet = quiet;
   o.progress = [&](const IndexProgress& p) { bar(p); };
   const auto t0 = std::chrono::steady_clock::now();
+  if (num_shards > 0) {
+    // One job of an array: the partitions p with p % N == I, then the merge when all are done
+    // (whichever job finishes last does it).
+    const auto plan = Index::plan_partitions(entries, out, o.model_ref, o);
+    int64_t ran = 0;
+    for (int64_t p = shard_index; p < plan.partitions; p += num_shards) {
+      const int64_t lo = p * o.chunk_size;
+      const int64_t hi = std::min<int64_t>(static_cast<int64_t>(entries.size()), lo + o.chunk_size);
+      const std::vector<GalleryEntry> slice(entries.begin() + lo, entries.begin() + hi);
+      const auto r = Index::build_partition(*model, slice, out, p, o);
+      ran += r.resumed == 0;
+    }
+    const auto after = Index::plan_partitions(entries, out, o.model_ref, o);
+    std::cerr << "index " << out << ": shard " << shard_index << " of " << num_shards
+              << " embedded " << ran << " partitions; " << after.done << " of " << after.partitions
+              << " partitions done\n";
+    if (!after.missing.empty()) {
+      std::cerr << "  the job that finishes the last partition writes the index\n";
+      return 0;
+    }
+    if (!Index::merge_partitions(out, o)) {
+      std::cerr << "  another job wrote the index\n";
+      return 0;
+    }
+    const auto index = Index::open(out);
+    std::cerr << "index " << out << ": " << index.records().size() << " entries, " << index.rows()
+              << " rows of dimension " << index.dim() << " (merged from " << after.partitions
+              << " partitions)\n";
+    return 0;
+  }
   const auto p = Index::build(*model, entries, out, o);
   const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto index = Index::open(out);

@@ -68,6 +68,12 @@ struct IndexOptions {
   std::function<void(const IndexProgress&)> progress;
 };
 
+// A distributed build's partitions: how many, how many are done, which are not.
+struct PartitionPlan {
+  int64_t partitions = 0, done = 0;
+  std::vector<int64_t> missing;
+};
+
 // An indexed entry.
 struct IndexRecord {
   std::string id, path;
@@ -130,6 +136,25 @@ class Index {
                                  const std::string& dir, const IndexOptions& options = {});
   // A complete index. FileNotFoundError / InvalidArgumentError (incomplete or corrupt).
   static Index open(const std::string& dir);
+
+  // Distributed builds (bgevl.dask.index; `bgevl index --num-shards N --shard-index I`): the
+  // entries are cut into partitions of chunk_size, each embedded on its own by any process that
+  // sees the folder (build/partitions/), then merged into an index equal to Index::build's of
+  // the same entries (same ids, rows, duplicates and skipped entries).
+  // plan_partitions writes (or checks: same entries and settings) the plan and says which
+  // partitions are done; model_ref is what the manifest will record as the model.
+  static PartitionPlan plan_partitions(const std::vector<GalleryEntry>& entries,
+                                       const std::string& dir, const std::string& model_ref,
+                                       const IndexOptions& options = {});
+  // Embeds partition p (its entries: entries[p * chunk_size, ...) of the plan); a partition
+  // already done is left alone. Written atomically: a process killed midway leaves nothing.
+  static IndexProgress build_partition(const Embedder& model,
+                                       const std::vector<GalleryEntry>& partition_entries,
+                                       const std::string& dir, int64_t partition,
+                                       const IndexOptions& options = {});
+  // Writes the index from the done partitions (Error naming the missing ones); false when
+  // another process merged it first. Uses options.shard_size.
+  static bool merge_partitions(const std::string& dir, const IndexOptions& options = {});
 
   Index(Index&&) noexcept;
   Index& operator=(Index&&) noexcept;

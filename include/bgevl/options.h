@@ -13,9 +13,16 @@ namespace bgevl {
 struct LoadOptions {
   torch::Device device = torch::kCPU;         // where the weights live and the model runs
   torch::ScalarType dtype = torch::kFloat32;  // float32 (the reference), bfloat16, float16 (CUDA)
-  std::string revision = "main";              // hub-cache revision when loading by hub id
+  std::string revision = "main";              // hub revision (branch, tag, commit) of a hub id
+  // A hub id not in the Hugging Face cache is downloaded into it (configs, tokenizer files,
+  // safetensors), as huggingface_hub does; these change where and how:
+  std::string cache_dir;          // empty: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/...
+  std::string token;              // empty: $HF_TOKEN, $HUGGING_FACE_HUB_TOKEN, $HF_HOME/token
+  bool local_files_only = false;  // the cache only (also when HF_HUB_OFFLINE=1)
   // Called as tensors are loaded: (tensors done, tensors in all). Optional.
   std::function<void(size_t, size_t)> progress;
+  // Called while a file downloads: (file name, bytes done, bytes in all, 0 if unknown). Optional.
+  std::function<void(const std::string&, int64_t, int64_t)> download_progress;
 };
 
 struct EncodeOptions {

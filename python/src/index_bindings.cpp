@@ -46,11 +46,19 @@ std::vector<Query> queries_of(const std::vector<QueryTuple>& qs) {
   return out;
 }
 
+// A gallery entry as Python passes it: (id, path, caption or None, group or None).
+using Entry =
+    std::tuple<std::string, std::string, std::optional<std::string>, std::optional<std::string>>;
+
+std::vector<GalleryEntry> gallery_entries(const std::vector<Entry>& entries) {
+  std::vector<GalleryEntry> es;
+  for (const auto& [id, path, caption, group] : entries) es.push_back({id, path, caption, group});
+  return es;
+}
+
 }  // namespace
 
 void bind_index(py::module_& m) {
-  using Entry =
-      std::tuple<std::string, std::string, std::optional<std::string>, std::optional<std::string>>;
   m.def("list_gallery", [](const std::string& p) {
     std::vector<Entry> out;
     for (auto& e : list_gallery(p)) out.emplace_back(e.id, e.path, e.caption, e.group);
@@ -91,9 +99,7 @@ void bind_index(py::module_& m) {
              const std::string& dtype, const std::string& index_type, bool strict, bool add,
              int64_t chunk_size, int64_t shard_size, int64_t batch_size,
              const std::string& model_ref, py::object progress) {
-            std::vector<GalleryEntry> es;
-            for (const auto& [id, path, caption, group] : entries)
-              es.push_back({id, path, caption, group});
+            const auto es = gallery_entries(entries);
             IndexOptions o;
             o.dtype = retrieval::dtype_from_name(dtype);
             o.index_type = index_type;
@@ -121,6 +127,55 @@ void bind_index(py::module_& m) {
           py::arg("index_type") = "flat", py::arg("strict") = false, py::arg("add") = false,
           py::arg("chunk_size") = 1024, py::arg("shard_size") = 1 << 20, py::arg("batch_size") = 0,
           py::arg("model_ref") = "", py::arg("progress") = py::none())
+      .def_static(
+          "plan_partitions",
+          [](const std::vector<Entry>& entries, const std::string& dir,
+             const std::string& model_ref, const std::string& dtype, const std::string& index_type,
+             int64_t chunk_size) {
+            const auto es = gallery_entries(entries);
+            IndexOptions o;
+            o.dtype = retrieval::dtype_from_name(dtype);
+            o.index_type = index_type;
+            o.chunk_size = chunk_size;
+            PartitionPlan plan;
+            {
+              py::gil_scoped_release nogil;
+              plan = Index::plan_partitions(es, dir, model_ref, o);
+            }
+            return py::make_tuple(plan.partitions, plan.done, plan.missing);
+          },
+          py::arg("entries"), py::arg("dir"), py::arg("model_ref"), py::arg("dtype") = "float32",
+          py::arg("index_type") = "flat", py::arg("chunk_size") = 1024)
+      .def_static(
+          "build_partition",
+          [](const Embedder& model, const std::vector<Entry>& entries, const std::string& dir,
+             int64_t partition, const std::string& dtype, const std::string& index_type,
+             bool strict, int64_t batch_size) {
+            const auto es = gallery_entries(entries);
+            IndexOptions o;
+            o.dtype = retrieval::dtype_from_name(dtype);
+            o.index_type = index_type;
+            o.strict = strict;
+            o.batch_size = batch_size;
+            IndexProgress p;
+            {
+              py::gil_scoped_release nogil;
+              p = Index::build_partition(model, es, dir, partition, o);
+            }
+            return progress_dict(p);
+          },
+          py::arg("model"), py::arg("entries"), py::arg("dir"), py::arg("partition"),
+          py::arg("dtype") = "float32", py::arg("index_type") = "flat", py::arg("strict") = false,
+          py::arg("batch_size") = 0)
+      .def_static(
+          "merge_partitions",
+          [](const std::string& dir, int64_t shard_size) {
+            IndexOptions o;
+            o.shard_size = shard_size;
+            py::gil_scoped_release nogil;
+            return Index::merge_partitions(dir, o);
+          },
+          py::arg("dir"), py::arg("shard_size") = 1 << 20)
       .def_static(
           "build_from_vectors",
           [](const torch::Tensor& vectors, const std::vector<std::string>& ids,

@@ -6,6 +6,7 @@
 #include <torch/extension.h>
 
 #include "bgevl/bgevl.h"
+#include "io/model_dir.h"
 #include "runtime/inputs.h"
 
 namespace py = pybind11;
@@ -89,6 +90,30 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("path_or_id"), py::arg("revision") = "main",
       "The model family of a checkpoint folder or cached hub id: 'clip' or 'llava_next'.");
+  m.def(
+      "resolve_model",
+      [](const std::string& path_or_id, const std::string& revision, const std::string& cache_dir,
+         const std::string& token, bool local_files_only, py::object progress) {
+        io::HubAccess a;
+        a.cache_dir = cache_dir;
+        a.token = token;
+        a.local_files_only = local_files_only;
+        a.progress = with_gil<const std::string&, int64_t, int64_t>(std::move(progress));
+        py::gil_scoped_release nogil;
+        return io::resolve_model_dir(path_or_id, revision, a);
+      },
+      py::arg("path_or_id"), py::arg("revision") = "main", py::arg("cache_dir") = "",
+      py::arg("token") = "", py::arg("local_files_only") = false, py::arg("progress") = py::none(),
+      "The folder of a checkpoint path or hub id: from the Hugging Face cache, downloaded into it "
+      "when absent (unless local_files_only or HF_HUB_OFFLINE=1).");
+  m.def(
+      "hub_cache_dir",
+      [](const std::string& cache_dir) {
+        io::HubAccess a;
+        a.cache_dir = cache_dir;
+        return io::hub_cache_dir(a);
+      },
+      py::arg("cache_dir") = "");
   m.def(
       "load",
       [](const std::string& path, const std::string& device, const std::string& dtype,

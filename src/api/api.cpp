@@ -13,12 +13,14 @@ const char* version() { return "0.1.0"; }
 
 std::unique_ptr<Embedder> load(const std::string& path_or_id, const LoadOptions& options) {
   models::check_dtype(options.dtype, options.device);
-  const auto c = models::resolve_checkpoint(path_or_id, options.revision);
+  const auto c = models::resolve_checkpoint(path_or_id, options);
   return models::detect(c.config_json).load(c.dir, options);
 }
 
 Family model_family(const std::string& path_or_id, const std::string& revision) {
-  return models::detect(models::resolve_checkpoint(path_or_id, revision).config_json).family;
+  LoadOptions o;
+  o.revision = revision;
+  return models::detect(models::resolve_checkpoint(path_or_id, o).config_json).family;
 }
 
 torch::Device parse_device(const std::string& name) {

@@ -1,5 +1,6 @@
 #include "io/model_dir.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,15 +14,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path hub_cache_dir() {
-  if (const char* c = std::getenv("HF_HUB_CACHE"); c && *c) return fs::path(c);
-  if (const char* h = std::getenv("HF_HOME"); h && *h) return fs::path(h) / "hub";
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
-    return fs::path(x) / "huggingface" / "hub";
-  const char* home = std::getenv("HOME");
-  return fs::path(home && *home ? home : ".") / ".cache" / "huggingface" / "hub";
-}
-
 std::string trim(std::string s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
   size_t i = 0;
@@ -29,9 +21,18 @@ std::string trim(std::string s) {
   return s.substr(i);
 }
 
+bool offline_env() {
+  const char* v = std::getenv("HF_HUB_OFFLINE");
+  if (!v) return false;
+  std::string s(v);
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s == "1" || s == "ON" || s == "YES" || s == "TRUE";
+}
+
 }  // namespace
 
-std::string resolve_model_dir(const std::string& path_or_id, const std::string& revision) {
+std::string resolve_model_dir(const std::string& path_or_id, const std::string& revision,
+                              const HubAccess& access) {
   BGEVL_CHECK_ARG(!path_or_id.empty(), "model path or hub id is empty");
   std::error_code ec;
   if (fs::is_directory(path_or_id, ec)) return path_or_id;
@@ -42,16 +43,14 @@ std::string resolve_model_dir(const std::string& path_or_id, const std::string& 
   BGEVL_CHECK(std::regex_match(path_or_id, hub_id), FileNotFoundError,
               "model folder not found: ", path_or_id);
 
-  const fs::path cache = hub_cache_dir();
+  static const std::regex rev_ok(R"(^[A-Za-z0-9._\-]+(/[A-Za-z0-9._\-]+)*$)");
+  BGEVL_CHECK_ARG(std::regex_match(revision, rev_ok) && revision.find("..") == std::string::npos,
+                  "revision '", revision, "' is not a branch, tag or commit name");
+  const fs::path cache = hub_cache_dir(access);
   std::string repo = path_or_id;
   const auto slash = repo.find('/');
   const fs::path model_root =
       cache / ("models--" + repo.substr(0, slash) + "--" + repo.substr(slash + 1));
-  BGEVL_CHECK(fs::is_directory(model_root, ec), FileNotFoundError, "'", path_or_id,
-              "' is neither a folder nor in the Hugging Face cache (looked for ",
-              model_root.string(),
-              "; bgevl never downloads: fetch it with `huggingface-cli download ", path_or_id,
-              "` or give the folder)");
   std::string rev = revision;
   const fs::path ref = model_root / "refs" / revision;
   if (fs::is_regular_file(ref, ec)) {
@@ -61,10 +60,14 @@ std::string resolve_model_dir(const std::string& path_or_id, const std::string& 
     rev = trim(line);
   }
   const fs::path snap = model_root / "snapshots" / rev;
-  BGEVL_CHECK(!rev.empty() && fs::is_directory(snap, ec), FileNotFoundError, "'", path_or_id,
-              "' is in the Hugging Face cache at ", model_root.string(), " but revision '",
-              revision, "' has no snapshot (looked for ", snap.string(), ")");
-  return snap.string();
+  if (!rev.empty() && fs::is_directory(snap, ec)) return snap.string();
+  const bool offline = access.local_files_only || offline_env();
+  BGEVL_CHECK(!offline, FileNotFoundError, "'", path_or_id, "' at revision '", revision,
+              "' is neither a folder nor in the Hugging Face cache (looked for ", snap.string(),
+              ") and downloads are off (",
+              access.local_files_only ? "local_files_only" : "HF_HUB_OFFLINE is set",
+              "): download it where the network is reachable, or give the folder");
+  return hub_download(path_or_id, revision, access);
 }
 
 }  // namespace bgevl::io

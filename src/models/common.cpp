@@ -17,10 +17,15 @@ void check_dtype(torch::ScalarType dtype, const torch::Device& device) {
                   "products): on the CPU use bfloat16 or float32");
 }
 
-Checkpoint resolve_checkpoint(const std::string& path_or_id, const std::string& revision) {
+Checkpoint resolve_checkpoint(const std::string& path_or_id, const LoadOptions& options) {
   Checkpoint c;
-  c.revision = revision;
-  c.dir = io::resolve_model_dir(path_or_id, revision);
+  c.revision = options.revision;
+  io::HubAccess access;
+  access.cache_dir = options.cache_dir;
+  access.token = options.token;
+  access.local_files_only = options.local_files_only;
+  access.progress = options.download_progress;
+  c.dir = io::resolve_model_dir(path_or_id, options.revision, access);
   c.config_json = c.dir + "/config.json";
   BGEVL_CHECK(std::filesystem::exists(c.config_json), FileNotFoundError, "no config.json in ",
               c.dir);
@@ -31,7 +36,7 @@ Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& opt
                            Family family) {
   runtime::after_fork_fixups();
   check_dtype(options.dtype, options.device);
-  auto c = resolve_checkpoint(path_or_id, options.revision);
+  auto c = resolve_checkpoint(path_or_id, options);
   const auto& found = detect(c.config_json);
   BGEVL_CHECK_ARG(found.family == family, c.config_json, " is a ", found.title, " checkpoint, not ",
                   entry(family).title, " (bgevl::load and bgevl.AutoModel pick the family)");

@@ -20,8 +20,9 @@ struct Checkpoint {
   std::string config_json;  // dir + "/config.json"
 };
 
-// The folder of a path or cached hub id, with its config.json (FileNotFoundError when absent).
-Checkpoint resolve_checkpoint(const std::string& path_or_id, const std::string& revision);
+// The folder of a path or hub id (cached, or downloaded as options say), with its config.json
+// (FileNotFoundError when absent).
+Checkpoint resolve_checkpoint(const std::string& path_or_id, const LoadOptions& options);
 
 // Resolves the folder, checks that its config.json describes `family` (naming the class to use
 // otherwise) and that the device can run the dtype.

@@ -1,5 +1,7 @@
 // Index::build: embeds a gallery part by part (resumable), then writes the next generation of
 // the index folder (store.h) and commits it by renaming manifest.json.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -77,10 +79,9 @@ struct Part {
   int64_t rows = 0, duplicates = 0;
 };
 
-Part read_part(const std::string& dir, int64_t p) {
-  const std::string path = join(dir, part_name(p, ".jsonl"));
-  BGEVL_CHECK(fs::exists(path), Error, path, ": a part the build recorded is missing: remove ", dir,
-              "/build to start the build again");
+Part read_part_file(const std::string& path, const std::string& missing_hint) {
+  BGEVL_CHECK(fs::exists(path), Error, path,
+              ": a part the build recorded is missing: ", missing_hint);
   Part part;
   io::for_each_jsonl(
       path, "a part of the build", [&](const nlohmann::json& j, const std::string& w) {
@@ -96,6 +97,11 @@ Part read_part(const std::string& dir, int64_t p) {
           ++part.duplicates;
       });
   return part;
+}
+
+Part read_part(const std::string& dir, int64_t p) {
+  return read_part_file(join(dir, part_name(p, ".jsonl")),
+                        "remove " + dir + "/build to start the build again");
 }
 
 // Encodes the items; when that fails, finds the items that fail on their own (an image that
@@ -134,6 +140,123 @@ torch::Tensor encode_skipping(const Embedder& model, const std::vector<EmbedItem
     out = rows.empty() ? torch::Tensor() : torch::cat(rows, 0);
   }
   return out;
+}
+
+struct PartOut {
+  Part part;
+  std::string jsonl;         // the part's lines: records ("new": first of its content) and skipped
+  torch::Tensor emb, feats;  // the new rows (normalised; CLIP: also the unnormalised features)
+};
+
+// Hashes and embeds the entries `es` (a part): contents already in `row_of` (sha256 -> row) are
+// duplicates of that row; new contents get rows next_row, next_row + 1, ... in order of first
+// occurrence; unreadable entries are skipped (an error with opt.strict). on_done(entries done).
+PartOut embed_part(const Embedder& model, const std::vector<const GalleryEntry*>& es, bool clip,
+                   int64_t dim, const IndexOptions& opt,
+                   const std::unordered_map<std::string, int64_t>& row_of, int64_t next_row,
+                   const std::function<void(int64_t)>& on_done) {
+  const int64_t m = static_cast<int64_t>(es.size());
+  std::vector<std::string> hash(m), err(m);
+  std::vector<int64_t> size(m);
+  runtime::pool()->parallel_for(m, [&](int64_t i) {
+    try {
+      const std::string bytes = io::read_file(es[i]->path);
+      BGEVL_CHECK_ARG(!bytes.empty(), "empty file");
+      size[i] = static_cast<int64_t>(bytes.size());
+      hash[i] = io::sha256_hex(bytes);
+    } catch (const std::exception& e) {
+      err[i] = e.what();
+    }
+  });
+  // The new contents of this part, first occurrence first.
+  std::vector<int64_t> first;  // entry index (in the part) of each item to embed
+  std::unordered_map<std::string, int64_t> item_of;
+  std::vector<EmbedItem> items;
+  for (int64_t i = 0; i < m; ++i) {
+    if (!err[i].empty() || row_of.count(hash[i]) || item_of.count(hash[i])) continue;
+    item_of.emplace(hash[i], static_cast<int64_t>(items.size()));
+    first.push_back(i);
+    const auto& e = *es[i];
+    EmbedItem it(ImageInput::path(e.path));
+    if (!clip) {
+      it.text = e.caption;
+      it.prompt = Prompt::candidate();
+    }
+    items.push_back(std::move(it));
+  }
+  EncodeOptions eo;
+  eo.batch_size = opt.batch_size;
+  eo.normalize = !clip;
+  eo.progress = [&](int64_t d, int64_t total) {
+    if (on_done && d != total) on_done(d * m / std::max<int64_t>(total, 1));
+  };
+  std::vector<std::string> failed;
+  const torch::Tensor out = encode_skipping(model, items, eo, failed);
+  for (size_t k = 0; k < items.size(); ++k)
+    if (!failed[k].empty()) err[first[k]] = failed[k];
+
+  Part part;
+  std::vector<int64_t> ok_items;
+  std::unordered_map<int64_t, int64_t> new_row;  // item -> row
+  for (size_t k = 0; k < items.size(); ++k)
+    if (failed[k].empty()) {
+      new_row[static_cast<int64_t>(k)] = next_row + static_cast<int64_t>(ok_items.size());
+      ok_items.push_back(static_cast<int64_t>(k));
+    }
+  std::string jsonl;
+  for (int64_t i = 0; i < m; ++i) {
+    const auto& e = *es[i];
+    std::string reason = err[i];
+    int64_t row = -1;
+    bool is_new = false;
+    if (reason.empty()) {
+      if (auto it = row_of.find(hash[i]); it != row_of.end()) {
+        row = it->second;
+      } else {
+        const int64_t k = item_of.at(hash[i]);
+        if (!failed[k].empty()) {
+          reason = failed[k];  // the same bytes as an entry that failed
+        } else {
+          row = new_row.at(k);
+          is_new = first[k] == i;
+        }
+      }
+    }
+    if (!reason.empty()) {
+      BGEVL_CHECK_ARG(!opt.strict, "cannot index '", e.id, "' (", e.path, "): ", reason,
+                      " (without --strict such files are skipped and listed)");
+      part.skipped.push_back({e.id, e.path, reason});
+      jsonl += dump_line({{"skipped", {{"id", e.id}, {"path", e.path}, {"reason", reason}}}});
+      continue;
+    }
+    IndexRecord r{e.id, e.path, e.caption, e.group, size[i], hash[i], row};
+    auto j = record_json(r);
+    j["new"] = is_new;
+    jsonl += dump_line(j);
+    part.records.push_back(r);
+    if (is_new)
+      ++part.rows;
+    else
+      ++part.duplicates;
+  }
+  torch::Tensor emb, feats;
+  if (!ok_items.empty()) {
+    const auto rows = out;  // encode_skipping returned the good items' rows in order
+    if (clip) {
+      feats = rows;
+      emb = runtime::l2_normalize(rows);
+    } else {
+      emb = rows;
+    }
+  } else {
+    emb = torch::zeros({0, dim});
+    feats = torch::zeros({0, dim});
+  }
+  BGEVL_CHECK(emb.size(0) == part.rows, Error, "internal: ", emb.size(0), " rows for ", part.rows,
+              " new entries");
+  BGEVL_CHECK(emb.size(0) == part.rows, Error, "internal: ", emb.size(0), " rows for ", part.rows,
+              " new entries");
+  return {std::move(part), std::move(jsonl), emb, feats};
 }
 
 void write_tensor(const std::string& path, const torch::Tensor& t, torch::ScalarType dtype) {
@@ -394,108 +517,15 @@ IndexProgress Index::build(const Embedder& model, const std::vector<GalleryEntry
   const int64_t n_parts = (prog.total + C - 1) / C;
   for (int64_t p = static_cast<int64_t>(parts.size()); p < n_parts; ++p) {
     const int64_t lo = p * C, hi = std::min(prog.total, lo + C), m = hi - lo;
-    std::vector<std::string> hash(m), err(m);
-    std::vector<int64_t> size(m);
-    runtime::pool()->parallel_for(m, [&](int64_t i) {
-      try {
-        const std::string bytes = io::read_file(todo[lo + i]->path);
-        BGEVL_CHECK_ARG(!bytes.empty(), "empty file");
-        size[i] = static_cast<int64_t>(bytes.size());
-        hash[i] = io::sha256_hex(bytes);
-      } catch (const std::exception& e) {
-        err[i] = e.what();
-      }
-    });
-    // The new contents of this part, first occurrence first.
-    std::vector<int64_t> first;  // entry index (in the part) of each item to embed
-    std::unordered_map<std::string, int64_t> item_of;
-    std::vector<EmbedItem> items;
-    for (int64_t i = 0; i < m; ++i) {
-      if (!err[i].empty() || row_of.count(hash[i]) || item_of.count(hash[i])) continue;
-      item_of.emplace(hash[i], static_cast<int64_t>(items.size()));
-      first.push_back(i);
-      const auto& e = *todo[lo + i];
-      EmbedItem it(ImageInput::path(e.path));
-      if (!clip) {
-        it.text = e.caption;
-        it.prompt = Prompt::candidate();
-      }
-      items.push_back(std::move(it));
-    }
-    EncodeOptions eo;
-    eo.batch_size = opt.batch_size;
-    eo.normalize = !clip;
     const int64_t done_before = prog.done;
-    eo.progress = [&](int64_t d, int64_t total) {
-      if (!opt.progress || d == total) return;
-      IndexProgress now = prog;
-      now.done = done_before + d * m / std::max<int64_t>(total, 1);
-      opt.progress(now);
-    };
-    std::vector<std::string> failed;
-    const torch::Tensor out = encode_skipping(model, items, eo, failed);
-    for (size_t k = 0; k < items.size(); ++k)
-      if (!failed[k].empty()) err[first[k]] = failed[k];
-
-    Part part;
-    std::vector<int64_t> ok_items;
-    std::unordered_map<int64_t, int64_t> new_row;  // item -> row
-    for (size_t k = 0; k < items.size(); ++k)
-      if (failed[k].empty()) {
-        new_row[static_cast<int64_t>(k)] = next_row + static_cast<int64_t>(ok_items.size());
-        ok_items.push_back(static_cast<int64_t>(k));
-      }
-    std::string jsonl;
-    for (int64_t i = 0; i < m; ++i) {
-      const auto& e = *todo[lo + i];
-      std::string reason = err[i];
-      int64_t row = -1;
-      bool is_new = false;
-      if (reason.empty()) {
-        if (auto it = row_of.find(hash[i]); it != row_of.end()) {
-          row = it->second;
-        } else {
-          const int64_t k = item_of.at(hash[i]);
-          if (!failed[k].empty()) {
-            reason = failed[k];  // the same bytes as an entry that failed
-          } else {
-            row = new_row.at(k);
-            is_new = first[k] == i;
-          }
-        }
-      }
-      if (!reason.empty()) {
-        BGEVL_CHECK_ARG(!opt.strict, "cannot index '", e.id, "' (", e.path, "): ", reason,
-                        " (without --strict such files are skipped and listed)");
-        part.skipped.push_back({e.id, e.path, reason});
-        jsonl += dump_line({{"skipped", {{"id", e.id}, {"path", e.path}, {"reason", reason}}}});
-        continue;
-      }
-      IndexRecord r{e.id, e.path, e.caption, e.group, size[i], hash[i], row};
-      auto j = record_json(r);
-      j["new"] = is_new;
-      jsonl += dump_line(j);
-      part.records.push_back(r);
-      if (is_new)
-        ++part.rows;
-      else
-        ++part.duplicates;
-    }
-    torch::Tensor emb, feats;
-    if (!ok_items.empty()) {
-      const auto rows = out;  // encode_skipping returned the good items' rows in order
-      if (clip) {
-        feats = rows;
-        emb = runtime::l2_normalize(rows);
-      } else {
-        emb = rows;
-      }
-    } else {
-      emb = torch::zeros({0, dim});
-      feats = torch::zeros({0, dim});
-    }
-    BGEVL_CHECK(emb.size(0) == part.rows, Error, "internal: ", emb.size(0), " rows for ", part.rows,
-                " new entries");
+    const std::vector<const GalleryEntry*> slice(todo.begin() + lo, todo.begin() + hi);
+    auto [part, jsonl, emb, feats] =
+        embed_part(model, slice, clip, dim, opt, row_of, next_row, [&](int64_t d) {
+          if (!opt.progress) return;
+          IndexProgress now = prog;
+          now.done = done_before + d;
+          opt.progress(now);
+        });
     write_tensor(join(dir, part_name(p, ".npy")), emb, dtype);
     if (clip) write_tensor(join(dir, part_name(p, ".features.npy")), feats, dtype);
     io::write_file_atomic(join(dir, part_name(p, ".jsonl")), jsonl);
@@ -540,6 +570,241 @@ void Index::build_from_vectors(const torch::Tensor& vectors, const std::vector<s
   part.rows = vectors.size(0);
   write_tensor(join(dir, part_name(0, ".npy")), vectors, opt.dtype);
   finalize(dir, base, {}, {part}, false, opt.shard_size);
+}
+
+// ---- distributed builds: partitions embedded anywhere, merged into one index ------------------
+
+namespace retrieval {
+namespace {
+
+std::string partition_name(int64_t p, const char* ext) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "build/partitions/p-%06lld%s", static_cast<long long>(p), ext);
+  return buf;
+}
+
+std::string slice_key(const GalleryEntry* const* es, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n; ++i)
+    s += es[i]->id + '\t' + es[i]->path + '\t' + (es[i]->caption ? "1" + *es[i]->caption : "0") +
+         '\t' + (es[i]->group ? "1" + *es[i]->group : "0") + '\n';
+  return io::sha256_hex(s);
+}
+
+std::string plan_path(const std::string& dir) { return join(dir, "build/partitions/plan.json"); }
+
+nlohmann::json read_plan(const std::string& dir) {
+  const std::string path = plan_path(dir);
+  BGEVL_CHECK(fs::exists(path), FileNotFoundError, dir,
+              " has no partition plan (build/partitions/plan.json): plan the build first "
+              "(bgevl.dask.index, or bgevl index --num-shards N --shard-index I)");
+  const auto j = io::read_json_file(path);
+  BGEVL_CHECK_ARG(j.is_object() && j.contains("partitions") && j.contains("part_keys"), path,
+                  ": not a partition plan");
+  return j;
+}
+
+struct Flock {
+  explicit Flock(const std::string& path) {
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    BGEVL_CHECK(fd >= 0, Error, "cannot create the lock file ", path);
+    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~Flock() {
+    ::flock(fd, LOCK_UN);
+    ::close(fd);
+  }
+  int fd;
+};
+
+}  // namespace
+}  // namespace retrieval
+
+PartitionPlan Index::plan_partitions(const std::vector<GalleryEntry>& entries,
+                                     const std::string& dir, const std::string& model_ref,
+                                     const IndexOptions& opt) {
+  using namespace retrieval;
+  BGEVL_CHECK_ARG(!entries.empty(), "no gallery entries to index (empty list)");
+  BGEVL_CHECK_ARG(opt.chunk_size >= 1 && opt.chunk_size <= (1 << 24),
+                  "chunk_size must be from 1 to 16777216, got ", opt.chunk_size);
+  BGEVL_CHECK_ARG(opt.index_type == "flat" || opt.index_type == "hnsw" || opt.index_type == "ivfpq",
+                  "index type must be flat, hnsw or ivfpq, got '", opt.index_type, "'");
+  BGEVL_CHECK_ARG(opt.index_type == "flat" || has_faiss(),
+                  "this bgevl was built without FAISS: ", opt.index_type, " needs it");
+  BGEVL_CHECK_ARG(!opt.add, "a distributed build makes a new index (no --add)");
+  {
+    std::unordered_set<std::string> ids;
+    for (const auto& e : entries) {
+      BGEVL_CHECK_ARG(!e.id.empty() && !e.path.empty(), "a gallery entry needs an id and a path");
+      BGEVL_CHECK_ARG(ids.insert(e.id).second, "the id '", e.id, "' is given twice");
+    }
+  }
+  BGEVL_CHECK_ARG(!has_manifest(dir), dir,
+                  " already holds a complete index: give a new folder (a distributed build "
+                  "does not add to one)");
+  BGEVL_CHECK_ARG(!fs::exists(join(dir, "build/progress.json")), dir,
+                  " holds an unfinished single-process build: finish it with bgevl index, or "
+                  "remove ",
+                  dir, "/build");
+  fs::create_directories(join(dir, "build/partitions"));
+  const int64_t n = static_cast<int64_t>(entries.size()), C = opt.chunk_size;
+  std::vector<const GalleryEntry*> ptrs;
+  for (const auto& e : entries) ptrs.push_back(&e);
+  auto keys = nlohmann::ordered_json::array();
+  for (int64_t lo = 0; lo < n; lo += C)
+    keys.push_back(slice_key(ptrs.data() + lo, static_cast<size_t>(std::min(C, n - lo))));
+  const std::string model = absolute_if_dir(model_ref);
+  std::string all;
+  for (const auto& k : keys) all += k.get<std::string>();
+  const std::string key = io::sha256_hex(model + "\n" + dtype_name(opt.dtype) + "\n" +
+                                         opt.index_type + "\n" + std::to_string(C) + "\n" + all);
+  {
+    Flock lock(join(dir, "build/partitions/plan.lock"));
+    if (fs::exists(plan_path(dir))) {
+      const auto j = read_plan(dir);
+      BGEVL_CHECK_ARG(j.value("key", "") == key, dir,
+                      " holds the partitions of a distributed build of other entries or "
+                      "settings: rerun that one to finish it, or remove ",
+                      dir, "/build to start over");
+    } else {
+      ojson j = {{"key", key},
+                 {"partitions", keys.size()},
+                 {"entries", n},
+                 {"chunk_size", C},
+                 {"model", model},
+                 {"dtype", dtype_name(opt.dtype)},
+                 {"index_type", opt.index_type},
+                 {"part_keys", keys}};
+      io::write_file_atomic(plan_path(dir), j.dump(1) + "\n");
+    }
+  }
+  PartitionPlan plan;
+  plan.partitions = static_cast<int64_t>(keys.size());
+  for (int64_t p = 0; p < plan.partitions; ++p) {
+    if (fs::exists(join(dir, partition_name(p, ".jsonl"))))
+      ++plan.done;
+    else
+      plan.missing.push_back(p);
+  }
+  return plan;
+}
+
+IndexProgress Index::build_partition(const Embedder& model, const std::vector<GalleryEntry>& part,
+                                     const std::string& dir, int64_t p, const IndexOptions& opt) {
+  using namespace retrieval;
+  runtime::after_fork_fixups();
+  const auto plan = read_plan(dir);
+  const int64_t P = plan["partitions"].get<int64_t>();
+  BGEVL_CHECK_ARG(p >= 0 && p < P, "partition ", p, " is not one of the plan's 0..", P - 1);
+  std::vector<const GalleryEntry*> ptrs;
+  for (const auto& e : part) ptrs.push_back(&e);
+  BGEVL_CHECK_ARG(!ptrs.empty() && slice_key(ptrs.data(), ptrs.size()) ==
+                                       plan["part_keys"][p].get<std::string>(),
+                  "partition ", p, " was given other entries than the plan in ", dir, " holds");
+  BGEVL_CHECK_ARG(plan["dtype"].get<std::string>() == dtype_name(opt.dtype) &&
+                      plan["index_type"].get<std::string>() == opt.index_type,
+                  "partition ", p, ": dtype or index type differ from the plan's");
+  IndexProgress prog;
+  prog.total = static_cast<int64_t>(part.size());
+  const std::string done_file = join(dir, partition_name(p, ".jsonl"));
+  if (fs::exists(done_file)) {  // done by an earlier run or another worker
+    prog.done = prog.resumed = prog.total;
+    return prog;
+  }
+  const bool clip = model.family() == Family::Clip;
+  const auto [out, jsonl, emb, feats] =
+      embed_part(model, ptrs, clip, model.embedding_dim(), opt, {}, 0, [&](int64_t d) {
+        if (!opt.progress) return;
+        IndexProgress now = prog;
+        now.done = d;
+        opt.progress(now);
+      });
+  const torch::ScalarType dtype = dtype_from_name(plan["dtype"].get<std::string>());
+  write_tensor(join(dir, partition_name(p, ".npy")), emb, dtype);
+  if (clip) write_tensor(join(dir, partition_name(p, ".features.npy")), feats, dtype);
+  const ojson meta = {{"model_dir", absolute_if_dir(model.model_dir())},
+                      {"revision", model.revision()},
+                      {"family", family_name(model.family())},
+                      {"dim", model.embedding_dim()}};
+  io::write_file_atomic(join(dir, partition_name(p, ".json")), meta.dump(1) + "\n");
+  // Tests of a worker killed mid-partition: die once (the marker file says it happened).
+  if (const char* f = std::getenv("BGEVL_TEST_KILL_ONCE_FILE"); f && *f && !fs::exists(f)) {
+    io::write_file_atomic(f, "killed\n");
+    ::kill(::getpid(), SIGKILL);
+  }
+  io::write_file_atomic(done_file, jsonl);  // the partition's commit
+  prog.done = prog.total;
+  prog.embedded = out.rows;
+  prog.duplicates = out.duplicates;
+  prog.skipped = static_cast<int64_t>(out.skipped.size());
+  return prog;
+}
+
+bool Index::merge_partitions(const std::string& dir, const IndexOptions& opt) {
+  using namespace retrieval;
+  const auto plan = read_plan(dir);
+  Flock lock(join(dir, "build/partitions/merge.lock"));
+  if (has_manifest(dir)) return false;  // another process merged meanwhile
+  const int64_t P = plan["partitions"].get<int64_t>();
+  std::vector<int64_t> missing;
+  for (int64_t p = 0; p < P; ++p)
+    if (!fs::exists(join(dir, partition_name(p, ".jsonl")))) missing.push_back(p);
+  BGEVL_CHECK(missing.empty(), Error, dir, ": ", missing.size(), " of ", P,
+              " partitions are not done yet (the first: ", missing.front(),
+              "); run the remaining ones, then merge");
+  Manifest base;
+  base.model = plan["model"].get<std::string>();
+  base.dtype = plan["dtype"].get<std::string>();
+  base.index_type = plan["index_type"].get<std::string>();
+  const torch::ScalarType dtype = dtype_from_name(base.dtype);
+  std::unordered_map<std::string, int64_t> row_of;
+  int64_t next_row = 0;
+  std::vector<Part> parts;
+  bool clip = false;
+  for (int64_t p = 0; p < P; ++p) {
+    const auto meta = io::read_json_file(join(dir, partition_name(p, ".json")));
+    if (p == 0) {
+      base.model_dir = meta.value("model_dir", "");
+      base.revision = meta.value("revision", "");
+      base.family = meta.value("family", "");
+      base.dim = meta.value("dim", int64_t(0));
+      clip = base.family == "clip";
+    }
+    BGEVL_CHECK_ARG(meta.value("model_dir", "") == base.model_dir &&
+                        meta.value("family", "") == base.family &&
+                        meta.value("dim", int64_t(0)) == base.dim,
+                    dir, ": partition ", p, " was embedded by another model (",
+                    meta.value("model_dir", ""), ") than partition 0 (", base.model_dir, ")");
+    Part local = read_part_file(join(dir, partition_name(p, ".jsonl")), "");
+    const auto emb = io::map_npy(join(dir, partition_name(p, ".npy")));
+    torch::Tensor feats;
+    if (clip) feats = io::map_npy(join(dir, partition_name(p, ".features.npy")));
+    BGEVL_CHECK_ARG(emb.size(0) == local.rows && emb.size(1) == base.dim, dir, ": partition ", p,
+                    " holds ", emb.size(0), " rows for ", local.rows, " new entries");
+    Part merged;
+    merged.skipped = local.skipped;
+    std::vector<int64_t> take;
+    for (auto r : local.records) {
+      if (auto it = row_of.find(r.sha256); it != row_of.end()) {
+        r.row = it->second;
+        ++merged.duplicates;
+      } else {
+        take.push_back(r.row);  // its local row: new within the partition too
+        r.row = next_row++;
+        row_of.emplace(r.sha256, r.row);
+        ++merged.rows;
+      }
+      merged.records.push_back(std::move(r));
+    }
+    const auto idx = torch::tensor(take, torch::kLong);
+    write_tensor(join(dir, part_name(p, ".npy")), emb.index_select(0, idx), dtype);
+    if (clip)
+      write_tensor(join(dir, part_name(p, ".features.npy")), feats.index_select(0, idx), dtype);
+    parts.push_back(std::move(merged));
+  }
+  finalize(dir, base, {}, parts, clip, opt.shard_size);
+  return true;
 }
 
 }  // namespace bgevl

@@ -66,6 +66,7 @@ TEST(SetProcessor, KeepsTheRevisionGivenAtLoad) {
   write_bytes(repo / "refs" / "v1", "c0ffee\n");  // no refs/main
   ::unsetenv("HF_HUB_CACHE");
   ::setenv("HF_HOME", cache.c_str(), 1);
+  ::setenv("HF_HUB_OFFLINE", "1", 1);  // the cache only: never the real hub from a test
   LoadOptions o;
   o.revision = "v1";
   auto m = load("org/tiny", o);
@@ -73,6 +74,7 @@ TEST(SetProcessor, KeepsTheRevisionGivenAtLoad) {
   EXPECT_NO_THROW(m->set_processor("org/tiny"));
   EXPECT_THROW(m->set_processor("org/tiny", "main"), FileNotFoundError);
   ::unsetenv("HF_HOME");
+  ::unsetenv("HF_HUB_OFFLINE");
 }
 
 TEST(SetProcessor, RefusesAnotherFamilysFolder) {

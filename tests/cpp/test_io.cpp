@@ -223,6 +223,7 @@ TEST(ModelDir, ResolvesHubCache) {
   write_bytes(cache / "hub" / "models--BAAI--BGE-VL-base" / "refs" / "main", "abc123\n");
   ::unsetenv("HF_HUB_CACHE");
   ::setenv("HF_HOME", cache.c_str(), 1);
+  ::setenv("HF_HUB_OFFLINE", "1", 1);  // the cache only: never the real hub from a test
   EXPECT_EQ(fs::path(io::resolve_model_dir("BAAI/BGE-VL-base")), snap);
   EXPECT_EQ(fs::path(io::resolve_model_dir("BAAI/BGE-VL-base", "abc123")), snap);
   EXPECT_THROW(io::resolve_model_dir("BAAI/BGE-VL-large"), FileNotFoundError);
@@ -231,5 +232,15 @@ TEST(ModelDir, ResolvesHubCache) {
   EXPECT_THROW(io::resolve_model_dir(""), InvalidArgumentError);
   // a folder path wins over the cache
   EXPECT_EQ(io::resolve_model_dir(snap.string()), snap.string());
+  io::HubAccess local;
+  local.local_files_only = true;
+  ::unsetenv("HF_HUB_OFFLINE");
+  try {
+    io::resolve_model_dir("BAAI/BGE-VL-large", "main", local);
+    ADD_FAILURE();
+  } catch (const FileNotFoundError& e) {
+    EXPECT_NE(std::string(e.what()).find("local_files_only"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(io::resolve_model_dir("BAAI/BGE-VL-base", "../../etc"), InvalidArgumentError);
   ::unsetenv("HF_HOME");
 }

@@ -50,6 +50,13 @@ class FakeModel final : public Embedder {
   mutable std::vector<bool> truncates;
 };
 
+server::BatcherOptions batching(int64_t max_batch, std::chrono::microseconds max_wait) {
+  server::BatcherOptions o;
+  o.max_batch = max_batch;
+  o.max_wait = max_wait;
+  return o;
+}
+
 std::vector<EmbedItem> texts(std::initializer_list<int> v) {
   std::vector<EmbedItem> out;
   for (int x : v) out.emplace_back(std::to_string(x));
@@ -59,7 +66,7 @@ std::vector<EmbedItem> texts(std::initializer_list<int> v) {
 TEST(Batcher, EachCallerGetsItsOwnRowsFromMergedBatches) {
   FakeModel model;
   server::Metrics metrics;
-  server::Batcher b(model, {8, std::chrono::milliseconds(50)}, &metrics);
+  server::Batcher b(model, batching(8, std::chrono::milliseconds(50)), &metrics);
   std::vector<std::thread> threads;
   std::atomic<int> wrong{0};
   for (int t = 0; t < 24; ++t)
@@ -86,7 +93,7 @@ TEST(Batcher, EachCallerGetsItsOwnRowsFromMergedBatches) {
 
 TEST(Batcher, MaxBatchOneRunsEveryCallAlone) {
   FakeModel model;
-  server::Batcher b(model, {1, std::chrono::milliseconds(20)});
+  server::Batcher b(model, batching(1, std::chrono::milliseconds(20)));
   std::vector<std::thread> threads;
   for (int t = 0; t < 6; ++t) threads.emplace_back([&, t] { b.encode(texts({t})); });
   for (auto& th : threads) th.join();
@@ -97,7 +104,7 @@ TEST(Batcher, MaxBatchOneRunsEveryCallAlone) {
 
 TEST(Batcher, ABadItemFailsOnlyItsCaller) {
   FakeModel model;
-  server::Batcher b(model, {16, std::chrono::milliseconds(100)});
+  server::Batcher b(model, batching(16, std::chrono::milliseconds(100)));
   std::atomic<int> ok{0}, failed{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 5; ++t)
@@ -121,7 +128,7 @@ TEST(Batcher, ABadItemFailsOnlyItsCaller) {
 
 TEST(Batcher, CallsWithOtherOptionsAreNotMerged) {
   FakeModel model;
-  server::Batcher b(model, {16, std::chrono::milliseconds(100)});
+  server::Batcher b(model, batching(16, std::chrono::milliseconds(100)));
   std::vector<std::thread> threads;
   for (int t = 0; t < 6; ++t)
     threads.emplace_back([&, t] {
@@ -138,8 +145,7 @@ TEST(Batcher, CallsWithOtherOptionsAreNotMerged) {
 
 TEST(Batcher, StopRunsWhatIsQueuedThenRefuses) {
   FakeModel model;
-  auto b =
-      std::make_unique<server::Batcher>(model, server::BatcherOptions{64, std::chrono::seconds(5)});
+  auto b = std::make_unique<server::Batcher>(model, batching(64, std::chrono::seconds(5)));
   std::vector<std::thread> threads;
   std::atomic<int> done{0};
   for (int t = 0; t < 4; ++t)
@@ -156,7 +162,8 @@ TEST(Batcher, StopRunsWhatIsQueuedThenRefuses) {
 
 TEST(Batcher, RejectsBadOptions) {
   FakeModel model;
-  EXPECT_THROW(server::Batcher(model, {0, std::chrono::milliseconds(1)}), InvalidArgumentError);
+  EXPECT_THROW(server::Batcher(model, batching(0, std::chrono::milliseconds(1))),
+               InvalidArgumentError);
 }
 
 TEST(Metrics, PrometheusText) {

@@ -11,6 +11,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 
 import safetensors_io  # noqa: E402  (reads the reference outputs; no bgevl involved)
 
+# No test reaches the real Hugging Face hub: hub ids resolve from the cache only, unless a test
+# (test_hub.py, against its own fake hub) lifts this.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 # Tolerance policy: as tests/cpp/test_util.h.
 PIXEL_TOL = 1e-6
 FLOAT32_TOL = 1e-5
