@@ -136,12 +136,22 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       ranges.emplace_back(info.begin, info.end);
       tensors_.emplace(name, std::move(info));
     }
+    // The format requires the tensors to cover the data section exactly: no overlap, no gap,
+    // nothing after the last (a header length off by a byte would otherwise shift every weight).
     std::sort(ranges.begin(), ranges.end());
-    for (size_t i = 1; i < ranges.size(); ++i) {
-      BGEVL_CHECK_ARG(ranges[i].first >= ranges[i - 1].second, "safetensors file ", path,
-                      ": tensors overlap at bytes [", ranges[i].first, ", ", ranges[i - 1].second,
-                      ")");
+    uint64_t covered = 0;
+    for (const auto& [begin, end] : ranges) {
+      BGEVL_CHECK_ARG(begin >= covered, "safetensors file ", path, ": tensors overlap at bytes [",
+                      begin, ", ", covered, ") of the data section");
+      BGEVL_CHECK_ARG(begin == covered, "safetensors file ", path, ": bytes [", covered, ", ",
+                      begin,
+                      ") of the data section belong to no tensor (the format allows no gaps)");
+      covered = end;
     }
+    BGEVL_CHECK_ARG(covered == data_size, "safetensors file ", path, ": the data section has ",
+                    data_size - covered, " bytes after the last tensor (", data_size,
+                    " bytes, tensors end at ", covered,
+                    "): the header length or the offsets are wrong");
   } catch (...) {
     if (map_) ::munmap(map_, size_);
     ::close(fd_);

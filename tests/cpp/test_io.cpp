@@ -78,6 +78,24 @@ TEST(Safetensors, RejectsCorruptHeaders) {
                        R"("b":{"dtype":"F32","shape":[8],"data_offsets":[16,48]}})",
                        data),
        "overlap"},
+      {"gap",
+       raw_safetensors(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                       R"("b":{"dtype":"F32","shape":[4],"data_offsets":[32,48]}})",
+                       data),
+       "belong to no tensor"},
+      {"bytes_after_the_last",
+       raw_safetensors(R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})", data),
+       "16 bytes after the last tensor"},
+      {"header_length_one_short",
+       [&] {
+         // A header padded with a space (as writers do), its length field one byte short: the
+         // JSON still parses and the data section would start a byte early.
+         auto b =
+             raw_safetensors(R"({"a":{"dtype":"F32","shape":[12],"data_offsets":[0,48]}} )", data);
+         b[0] = static_cast<char>(b[0] - 1);
+         return b;
+       }(),
+       "1 bytes after the last tensor"},
   };
   for (const auto& c : cases) {
     const auto p = dir / (c.name + ".safetensors");
