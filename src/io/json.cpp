@@ -10,6 +10,9 @@ using json = nlohmann::json;
 json read_json_file(const std::string& path) {
   std::error_code ec;
   BGEVL_CHECK(std::filesystem::exists(path, ec), FileNotFoundError, "file not found: ", path);
+  // A FIFO or a device would block the open or never end: regular files only.
+  BGEVL_CHECK_ARG(std::filesystem::is_regular_file(path, ec), path,
+                  " is not a regular file (a FIFO, device or socket)");
   std::ifstream in(path);
   BGEVL_CHECK(in.good(), Error, "cannot read ", path);
   try {

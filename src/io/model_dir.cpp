@@ -34,6 +34,7 @@ bool offline_env() {
 std::string resolve_model_dir(const std::string& path_or_id, const std::string& revision,
                               const HubAccess& access) {
   BGEVL_CHECK_ARG(!path_or_id.empty(), "model path or hub id is empty");
+  BGEVL_CHECK_ARG(path_or_id.find('\0') == std::string::npos, "the model path contains a NUL byte");
   std::error_code ec;
   if (fs::is_directory(path_or_id, ec)) return path_or_id;
   BGEVL_CHECK_ARG(!fs::exists(path_or_id, ec), "model path ", path_or_id,

@@ -71,6 +71,8 @@ void check_image(const ImageInput& in, size_t item) {
   switch (in.kind()) {
     case ImageInput::Kind::Path: {
       const std::string& p = in.text();
+      BGEVL_CHECK_ARG(p.find('\0') == std::string::npos, "item ", item,
+                      ": the image path contains a NUL byte");
       struct stat st {};
       if (p.empty() || ::stat(p.c_str(), &st) != 0) {
         std::string hint;
@@ -81,6 +83,9 @@ void check_image(const ImageInput& in, size_t item) {
       }
       BGEVL_CHECK_ARG(!S_ISDIR(st.st_mode), "item ", item, ": image path '", p,
                       "' is a folder, not an image file");
+      // A FIFO would block the open, /dev/zero never end: regular files only.
+      BGEVL_CHECK_ARG(S_ISREG(st.st_mode), "item ", item, ": image path '", p,
+                      "' is not a regular file (a FIFO, device or socket)");
       BGEVL_CHECK_ARG(::access(p.c_str(), R_OK) == 0, "item ", item, ": image file '", p,
                       "' is not readable (", std::strerror(errno), ")");
       return;
