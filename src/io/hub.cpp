@@ -1,9 +1,5 @@
 #include "io/hub.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +11,7 @@
 #include <vector>
 
 #include "bgevl/errors.h"
+#include "io/util.h"
 
 #ifdef BGEVL_WITH_CURL
 #include <curl/curl.h>
@@ -29,13 +26,6 @@ namespace {
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? std::string(v) : std::string();
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  size_t b = 0;
-  while (b < s.size() && s[b] == ' ') ++b;
-  return s.substr(b);
 }
 
 fs::path hf_home() {
@@ -100,7 +90,7 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   if (colon != std::string::npos) {
     std::string name = line.substr(0, colon);
     for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r->headers[name] = trim(line.substr(colon + 1));
+    r->headers[name] = trim_space(line.substr(colon + 1));
   }
   return size * n;
 }
@@ -125,29 +115,37 @@ size_t on_file(char* data, size_t size, size_t n, void* user) {
   return w * size;
 }
 
+// One transfer of `url` with the request headers `hs`; the response headers go to `r`. Every
+// transfer gives up on a connection after 30 s and on a transfer stalled for 60 s.
 class Curl {
  public:
-  Curl() {
+  Curl(const std::string& url, const std::vector<std::string>& hs, Response& r) {
     static const bool init = [] { return curl_global_init(CURL_GLOBAL_DEFAULT) == 0; }();
     BGEVL_CHECK(init, Error, "libcurl failed to initialise");
     h_ = curl_easy_init();
     BGEVL_CHECK(h_, Error, "libcurl: no handle");
+    for (const auto& h : hs) list_ = curl_slist_append(list_, h.c_str());
+    curl_easy_setopt(h_, CURLOPT_HTTPHEADER, list_);
+    curl_easy_setopt(h_, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(h_, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h_, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(h_, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(h_, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h_, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(h_, CURLOPT_ERRORBUFFER, err_);
   }
+  // curl's message for a failed transfer.
+  std::string error(CURLcode rc) const { return err_[0] ? err_ : curl_easy_strerror(rc); }
   ~Curl() {
     curl_easy_cleanup(h_);
     if (list_) curl_slist_free_all(list_);
   }
   CURL* get() { return h_; }
-  void headers(const std::vector<std::string>& hs) {
-    if (list_) curl_slist_free_all(list_);
-    list_ = nullptr;
-    for (const auto& h : hs) list_ = curl_slist_append(list_, h.c_str());
-    curl_easy_setopt(h_, CURLOPT_HTTPHEADER, list_);
-  }
 
  private:
   CURL* h_;
   curl_slist* list_ = nullptr;
+  char err_[CURL_ERROR_SIZE] = {0};
 };
 
 struct Hub {
@@ -161,24 +159,15 @@ struct Hub {
 
   // GET (or HEAD) a URL; redirects followed when `follow`.
   Response request(const std::string& url, bool head, bool follow) const {
-    Curl c;
     Response r;
-    c.headers(auth());
-    curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+    Curl c(url, auth(), r);
     curl_easy_setopt(c.get(), CURLOPT_NOBODY, head ? 1L : 0L);
     curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
-    curl_easy_setopt(c.get(), CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c.get(), CURLOPT_HEADERDATA, &r);
     curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);  // stalled for 60 s: give up
-    curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_TIME, 60L);
-    char err[CURL_ERROR_SIZE] = {0};
-    curl_easy_setopt(c.get(), CURLOPT_ERRORBUFFER, err);
     const CURLcode rc = curl_easy_perform(c.get());
     if (rc != CURLE_OK) {
-      r.error = err[0] ? err : curl_easy_strerror(rc);
+      r.error = c.error(rc);
       return r;
     }
     curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &r.status);
@@ -209,23 +198,6 @@ std::string normalize_etag(std::string e) {
   if (e.size() >= 2 && e.front() == '"' && e.back() == '"') e = e.substr(1, e.size() - 2);
   return e;
 }
-
-// An exclusive lock on `path` (created), released when the object goes: two processes (Dask
-// workers) downloading one file take turns, the second finding it done.
-struct FileLock {
-  explicit FileLock(const fs::path& path) {
-    fs::create_directories(path.parent_path());
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    BGEVL_CHECK(fd >= 0, Error, "cannot create the lock file ", path.string());
-    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
-    }
-  }
-  ~FileLock() {
-    ::flock(fd, LOCK_UN);
-    ::close(fd);
-  }
-  int fd = -1;
-};
 
 void link_snapshot(const fs::path& pointer, const fs::path& blob) {
   fs::create_directories(pointer.parent_path());
@@ -259,31 +231,23 @@ void download_file(const Hub& hub, const fs::path& root, const std::string& comm
     if (h.headers.count(k) && size < 0) size = std::atoll(h.headers[k].c_str());
   const fs::path blob = root / "blobs" / etag;
   fs::create_directories(blob.parent_path());
-  FileLock lock(root.parent_path() / ".locks" / root.filename() / (etag + ".lock"));
+  // Two processes (Dask workers) downloading one file take turns; the second finds it done.
+  FileLock lock((root.parent_path() / ".locks" / root.filename() / (etag + ".lock")).string());
   if (!fs::exists(blob, ec)) {
     const fs::path part = fs::path(blob.string() + ".incomplete");
     const int64_t have = fs::exists(part, ec) ? static_cast<int64_t>(fs::file_size(part)) : 0;
     std::FILE* f = std::fopen(part.c_str(), "ab");
     BGEVL_CHECK(f, Error, "cannot write ", part.string());
-    Curl c;
     auto hs = hub.auth();
     if (have > 0) hs.push_back("Range: bytes=" + std::to_string(have) + "-");
-    c.headers(hs);
     Response r;
+    Curl c(url, hs, r);
     FileSink sink{f, have, size, &file, &access};
-    curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
     curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c.get(), CURLOPT_UNRESTRICTED_AUTH, 0L);  // no token to the CDN
-    curl_easy_setopt(c.get(), CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c.get(), CURLOPT_HEADERDATA, &r);
     curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, on_file);
     curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(c.get(), CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_TIME, 60L);
-    char err[CURL_ERROR_SIZE] = {0};
-    curl_easy_setopt(c.get(), CURLOPT_ERRORBUFFER, err);
     const CURLcode rc = curl_easy_perform(c.get());
     long status = 0;
     curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
@@ -291,8 +255,7 @@ void download_file(const Hub& hub, const fs::path& root, const std::string& comm
     if (rc == CURLE_RANGE_ERROR || status == 416) fs::remove(part, ec);  // start afresh next time
     BGEVL_CHECK(rc == CURLE_OK && closed, Error, "downloading ", hub.repo, "/", file, " (", url,
                 ") stopped after ", sink.done, size > 0 ? " of " + std::to_string(size) : "",
-                " bytes: ", err[0] ? err : curl_easy_strerror(rc),
-                " (run again to continue from there)");
+                " bytes: ", c.error(rc), " (run again to continue from there)");
     if (have > 0 && status == 200) {
       // The server ignored the Range request and sent the whole file after our part: redo.
       fs::remove(part, ec);
@@ -324,7 +287,7 @@ std::string hub_download(const std::string& repo_id, const std::string& revision
   if (hub.token.empty()) {
     std::ifstream in(hf_home() / "token");
     std::string t;
-    if (in && std::getline(in, t)) hub.token = trim(t);
+    if (in && std::getline(in, t)) hub.token = trim_space(t);
   }
   const fs::path root =
       fs::path(hub_cache_dir(access)) / ("models--" + repo_id.substr(0, repo_id.find('/')) + "--" +

@@ -1,25 +1,18 @@
 #include "io/model_dir.h"
 
-#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 
 #include "bgevl/errors.h"
+#include "io/util.h"
 
 namespace bgevl::io {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
 
 bool offline_env() {
   const char* v = std::getenv("HF_HUB_OFFLINE");
@@ -58,7 +51,7 @@ std::string resolve_model_dir(const std::string& path_or_id, const std::string& 
     std::ifstream in(ref);
     std::string line;
     std::getline(in, line);
-    rev = trim(line);
+    rev = trim_space(line);
   }
   const fs::path snap = model_root / "snapshots" / rev;
   if (!rev.empty() && fs::is_directory(snap, ec)) return snap.string();

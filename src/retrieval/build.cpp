@@ -1,7 +1,5 @@
 // Index::build: embeds a gallery part by part (resumable), then writes the next generation of
 // the index folder (store.h) and commits it by renaming manifest.json.
-#include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -13,6 +11,7 @@
 #include "bgevl/errors.h"
 #include "io/json.h"
 #include "io/npy.h"
+#include "io/util.h"
 #include "retrieval/store.h"
 #include "runtime/inputs.h"
 #include "runtime/thread_pool.h"
@@ -604,20 +603,6 @@ nlohmann::json read_plan(const std::string& dir) {
   return j;
 }
 
-struct Flock {
-  explicit Flock(const std::string& path) {
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    BGEVL_CHECK(fd >= 0, Error, "cannot create the lock file ", path);
-    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
-    }
-  }
-  ~Flock() {
-    ::flock(fd, LOCK_UN);
-    ::close(fd);
-  }
-  int fd;
-};
-
 }  // namespace
 }  // namespace retrieval
 
@@ -660,7 +645,7 @@ PartitionPlan Index::plan_partitions(const std::vector<GalleryEntry>& entries,
   const std::string key = io::sha256_hex(model + "\n" + dtype_name(opt.dtype) + "\n" +
                                          opt.index_type + "\n" + std::to_string(C) + "\n" + all);
   {
-    Flock lock(join(dir, "build/partitions/plan.lock"));
+    io::FileLock lock(join(dir, "build/partitions/plan.lock"));
     if (fs::exists(plan_path(dir))) {
       const auto j = read_plan(dir);
       BGEVL_CHECK_ARG(j.value("key", "") == key, dir,
@@ -744,7 +729,7 @@ IndexProgress Index::build_partition(const Embedder& model, const std::vector<Ga
 bool Index::merge_partitions(const std::string& dir, const IndexOptions& opt) {
   using namespace retrieval;
   const auto plan = read_plan(dir);
-  Flock lock(join(dir, "build/partitions/merge.lock"));
+  io::FileLock lock(join(dir, "build/partitions/merge.lock"));
   if (has_manifest(dir)) return false;  // another process merged meanwhile
   const int64_t P = plan["partitions"].get<int64_t>();
   std::vector<int64_t> missing;

@@ -4,6 +4,8 @@
 #include "bgevl/errors.h"
 #include "bgevl/index.h"
 #include "io/npy.h"
+#include "io/util.h"
+#include "vision/image.h"
 
 namespace bgevl {
 
@@ -35,39 +37,17 @@ std::string escape(const std::string& s) {
   return o;
 }
 
-std::string base64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
-  }
-  if (i + 1 == in.size()) {
-    const uint32_t v = uint8_t(in[i]) << 16;
-    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
-  }
-  return out;
-}
-
-std::string mime_of(const std::string& bytes) {
-  if (bytes.rfind("\xff\xd8", 0) == 0) return "image/jpeg";
-  if (bytes.rfind("\x89PNG", 0) == 0) return "image/png";
-  if (bytes.rfind("GIF8", 0) == 0) return "image/gif";
-  if (bytes.rfind("BM", 0) == 0) return "image/bmp";
-  if (bytes.size() > 12 && bytes.compare(8, 4, "WEBP") == 0) return "image/webp";
-  return "image/tiff";
+// Encoded image bytes as a data URI.
+std::string data_uri(const std::string& bytes) {
+  const auto header =
+      vision::probe_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  return "data:" + vision::mime_type(header) + ";base64," + io::base64_encode(bytes);
 }
 
 // An <img> source for a file: its bytes as a data URI, or a file:// link when large.
 std::string image_src(const std::string& path) {
   try {
-    const std::string bytes = io::read_file(path, 2u << 20);
-    return "data:" + mime_of(bytes) + ";base64," + base64(bytes);
+    return data_uri(io::read_file(path, 2u << 20));
   } catch (const Error&) {
     std::error_code ec;
     return "file://" + escape(std::filesystem::absolute(path, ec).string());
@@ -91,8 +71,7 @@ std::string search_html(const Query& q, const std::vector<SearchHit>& hits,
   if (q.image && q.image->kind() == ImageInput::Kind::Path)
     h += "<img alt=\"query image\" src=\"" + image_src(q.image->text()) + "\">";
   else if (q.image && q.image->kind() == ImageInput::Kind::Bytes)
-    h += "<img alt=\"query image\" src=\"data:" + mime_of(q.image->text()) + ";base64," +
-         base64(q.image->text()) + "\">";
+    h += "<img alt=\"query image\" src=\"" + data_uri(q.image->text()) + "\">";
   h += "<div>";
   if (q.query_id) h += "<div>query image: <b>" + escape(*q.query_id) + "</b></div>";
   if (q.text) h += "<div>text: <b>" + escape(*q.text) + "</b></div>";

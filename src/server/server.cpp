@@ -21,6 +21,7 @@
 #include "bgevl/clip_embedder.h"
 #include "bgevl/errors.h"
 #include "bgevl/mllm_embedder.h"
+#include "io/util.h"
 #include "server/batcher.h"
 #include "server/metrics.h"
 #include "server_page.h"  // kSearchPage: src/server/page.html, generated at build time
@@ -59,59 +60,6 @@ std::string error_body(const std::string& message, const std::string& type,
 void set_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   res.set_content(error_body(e.message, e.type, e.code), "application/json");
-}
-
-// ---- base64 ------------------------------------------------------------------------------------
-
-const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(const uint8_t* d, size_t n) {
-  std::string out;
-  out.reserve((n + 2) / 3 * 4);
-  for (size_t i = 0; i < n; i += 3) {
-    const uint32_t v = (uint32_t(d[i]) << 16) | (i + 1 < n ? uint32_t(d[i + 1]) << 8 : 0) |
-                       (i + 2 < n ? uint32_t(d[i + 2]) : 0);
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += i + 1 < n ? kB64[(v >> 6) & 63] : '=';
-    out += i + 2 < n ? kB64[v & 63] : '=';
-  }
-  return out;
-}
-
-// Standard or URL-safe alphabet, padding optional, whitespace ignored; nullopt when malformed.
-std::optional<std::string> base64_decode(const std::string& s) {
-  static const auto table = [] {
-    std::array<int8_t, 256> t{};
-    t.fill(-1);
-    for (int i = 0; i < 64; ++i) t[static_cast<uint8_t>(kB64[i])] = static_cast<int8_t>(i);
-    t['-'] = 62;
-    t['_'] = 63;
-    return t;
-  }();
-  std::string out;
-  out.reserve(s.size() / 4 * 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t pad = 0, digits = 0;
-  for (const char ch : s) {
-    const auto c = static_cast<uint8_t>(ch);
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      ++pad;
-      continue;
-    }
-    if (pad || table[c] < 0) return std::nullopt;  // data after padding, or not base64
-    acc = (acc << 6) | uint32_t(table[c]);
-    bits += 6;
-    ++digits;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xFF);
-    }
-  }
-  if (digits % 4 == 1 || pad > 2 || (pad && (digits + pad) % 4 != 0)) return std::nullopt;
-  return out;
 }
 
 // ---- request fields ----------------------------------------------------------------------------
@@ -365,7 +313,7 @@ class Service {
       const std::string meta = url.substr(5, comma - 5);
       if (meta.size() < 7 || meta.compare(meta.size() - 7, 7, ";base64") != 0)
         bad("image: only base64 data URIs are accepted (data:image/...;base64,...)");
-      auto bytes = base64_decode(url.substr(comma + 1));
+      auto bytes = io::base64_decode(url.substr(comma + 1));
       if (!bytes) bad("image: the data URI's base64 is malformed");
       check_image_bytes(*bytes);
       return ImageInput::bytes(std::move(*bytes));
@@ -555,7 +503,7 @@ class Service {
       const float* row = e.data_ptr<float>() + i * dim;
       json emb;
       if (format == "base64")
-        emb = base64_encode(reinterpret_cast<const uint8_t*>(row), sizeof(float) * dim);
+        emb = io::base64_encode(row, sizeof(float) * dim);
       else
         emb = std::vector<float>(row, row + dim);
       data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(emb)}});
@@ -616,14 +564,8 @@ class Service {
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const auto h =
         vision::probe_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    const std::string type = h.format == "jpeg"   ? "image/jpeg"
-                             : h.format == "png"  ? "image/png"
-                             : h.format == "webp" ? "image/webp"
-                             : h.format == "bmp"  ? "image/bmp"
-                             : h.format == "tiff" ? "image/tiff"
-                                                  : "application/octet-stream";
     res.set_header("Cache-Control", "max-age=3600");
-    res.set_content(std::move(bytes), type.c_str());
+    res.set_content(std::move(bytes), vision::mime_type(h).c_str());
   }
 
   const Embedder& model_;

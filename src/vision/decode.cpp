@@ -62,17 +62,14 @@ using namespace decode_detail;
 enum class Format { Jpeg, Png, Bmp, WebP, Tiff, Gif, Unknown };
 
 Format sniff(const uint8_t* d, size_t n) {
-  auto starts = [&](const char* magic, size_t len) {
-    return n >= len && std::memcmp(d, magic, len) == 0;
-  };
-  if (starts("\xFF\xD8\xFF", 3)) return Format::Jpeg;
-  if (starts("\x89PNG\r\n\x1A\n", 8)) return Format::Png;
-  if (starts("BM", 2)) return Format::Bmp;
-  if (n >= 12 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0)
-    return Format::WebP;
-  if (starts("II*\0", 4) || starts("MM\0*", 4)) return Format::Tiff;
-  if (starts("GIF87a", 6) || starts("GIF89a", 6)) return Format::Gif;
-  return Format::Unknown;
+  const std::string f = probe_image(d, n).format;  // the magic numbers live in probe.cpp
+  return f == "jpeg"   ? Format::Jpeg
+         : f == "png"  ? Format::Png
+         : f == "bmp"  ? Format::Bmp
+         : f == "webp" ? Format::WebP
+         : f == "tiff" ? Format::Tiff
+         : f == "gif"  ? Format::Gif
+                       : Format::Unknown;
 }
 
 // ---- JPEG (libjpeg) ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-// Internals shared by the image decoders (decode.cpp, decode_png.cpp). Built only with
-// BGEVL_WITH_OPENCV (the decoders' libraries come with that option).
+// Internals shared by the image decoders (decode.cpp, decode_png.cpp; built only with
+// BGEVL_WITH_OPENCV, the decoders' libraries come with that option) and the header probe
+// (probe.cpp, every build: it uses the byte readers only).
 #pragma once
 
 #include <cstdint>

@@ -54,6 +54,8 @@ struct ImageHeader {
   int64_t width = 0, height = 0;
 };
 ImageHeader probe_image(const uint8_t* data, size_t size);
+// "image/jpeg", "image/png", ... for a probed header; "application/octet-stream" when unknown.
+std::string mime_type(const ImageHeader& header);
 
 // Image from caller pixels (HxWxC uint8, C = 1, 3 or 4 as L/RGB/RGBA). InvalidArgumentError on
 // bad sizes.

@@ -1,16 +1,17 @@
 // Image sizes from the first bytes of a file, without decoding (vision/image.h: probe_image).
 #include <cstring>
 
+#include "vision/decode_detail.h"
 #include "vision/image.h"
 
 namespace bgevl::vision {
 
 namespace {
 
+using decode_detail::be32;
+using decode_detail::le16;
+using decode_detail::le32;
 uint32_t be16(const uint8_t* p) { return (uint32_t(p[0]) << 8) | p[1]; }
-uint32_t be32(const uint8_t* p) { return (be16(p) << 16) | be16(p + 2); }
-uint32_t le16(const uint8_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
-uint32_t le32(const uint8_t* p) { return le16(p) | (le16(p + 2) << 16); }
 
 bool starts(const uint8_t* d, size_t n, const char* magic, size_t len) {
   return n >= len && std::memcmp(d, magic, len) == 0;
@@ -110,6 +111,10 @@ ImageHeader probe_image(const uint8_t* d, size_t n) {
     }
   }
   return h;
+}
+
+std::string mime_type(const ImageHeader& h) {
+  return h.format.empty() ? "application/octet-stream" : "image/" + h.format;
 }
 
 }  // namespace bgevl::vision
