@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -46,7 +47,8 @@ apart by its config.json) and writes the L2-normalised embeddings as a float32 [
   --device DEV        cpu (default), cuda, cuda:N
   --dtype T           float32 (default), bfloat16, float16 (CUDA only)
   --batch-size N      items per forward pass (default: the model's, 32 for CLIP, 8 for MLLM)
-  --threads N         CPU threads (default: every core)
+  --threads N         CPU threads (default: every core; at most the machine's cores)
+  --force-threads     allow --threads above the machine's cores
   --truncate          CLIP: cut texts longer than 77 tokens instead of failing
   --q-or-c Q          MLLM, required there: q (query) or c (candidate) prompt
   --instruction STR   MLLM: the query's task instruction; "cir" stands for the model card's
@@ -57,8 +59,7 @@ Exit status: 0 on success, 2 on a usage error, 1 on any other error (message on 
 )";
 
 std::vector<std::string> read_list(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw bgevl::FileNotFoundError("--images-from: cannot read " + path);
+  std::istringstream in(bgevl::io::read_file(path, bgevl::io::kMaxFileBytes, "--images-from list"));
   std::vector<std::string> out;
   for (std::string line; std::getline(in, line);) {
     if (!line.empty() && line.back() == '\r') line.pop_back();

@@ -47,7 +47,7 @@ class Args {
 // --model, --device, --dtype, --revision, --threads: what every model-loading command takes.
 struct ModelArgs {
   std::string model, device = "cpu", dtype = "float32", revision, cache_dir;
-  bool local_files_only = false;
+  bool local_files_only = false, force_threads = false;
   long long threads = 0;
   bool parse(Args& a) {
     const std::string s = a.arg();
@@ -65,6 +65,8 @@ struct ModelArgs {
       cache_dir = a.value();
     else if (s == "--local-files-only")
       local_files_only = true;
+    else if (s == "--force-threads")
+      force_threads = true;
     else
       return false;
     return true;
@@ -88,7 +90,7 @@ struct ModelArgs {
                    static_cast<long long>(done),
                    total > 0 ? (" of " + std::to_string(total)).c_str() : "");
     };
-    set_num_threads(static_cast<int>(threads));
+    set_num_threads(static_cast<int>(threads), force_threads);
     if (lo.device.is_cpu()) tune_cpu_allocator();
     return bgevl::load(model.empty() ? fallback : model, lo);
   }

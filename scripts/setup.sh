@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake pkg-config git clang-format
+PACKAGES=(build-essential cmake pkg-config git clang-format clang-14 libclang-rt-14-dev
           libtorch-dev python3-torch libopenblas0-openmp
           pybind11-dev python3-dev python3-venv python3-numpy python3-pil python3-pytest
-          libopencv-dev libjpeg-dev libpng-dev libicu-dev nlohmann-json3-dev libgtest-dev
+          libopencv-dev libjpeg-dev libpng-dev libtiff-dev libicu-dev nlohmann-json3-dev libgtest-dev
           libfaiss-dev libcpp-httplib-dev curl python3-setuptools python3-wheel
           libcurl4-openssl-dev python3-dask python3-distributed python3-tqdm)
 missing=()

@@ -6,10 +6,14 @@
 namespace bgevl {
 
 // Threads for libtorch's intra-op work (at::set_num_threads) and for bgevl's persistent pool that
-// decodes, resizes and tokenizes. 0: every core. Between 0 and 1024, else InvalidArgumentError.
-// In a child process forked after OpenMP started its threads (multiprocessing's fork, gunicorn
+// decodes, resizes and tokenizes. 0: every core. At most the machine's cores (more only
+// oversubscribe them) unless `force`, and never above 1024; else InvalidArgumentError. In a child
+// process forked after OpenMP started its threads (multiprocessing's fork, gunicorn
 // --preload), libtorch stays at 1 thread: OpenMP cannot restart its pool there.
-void set_num_threads(int num_threads);
+void set_num_threads(int num_threads, bool force = false);
+
+// The machine's cores (std::thread::hardware_concurrency, at least 1).
+int available_cores();
 
 // The size of bgevl's pool (decoding, resizing, tokenizing); every core unless set.
 int num_threads();

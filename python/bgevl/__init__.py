@@ -23,7 +23,7 @@ import sys
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C
-from ._inputs import BgevlTypeError, _to_device_str, _to_dtype_str
+from ._inputs import BgevlTypeError, _fs_name, _to_device_str, _to_dtype_str
 from ._model import Model, progress_callback, wrap
 from .clip import BatchEncoding, CLIPModel, CLIPProcessor
 from .index import Index, SearchResult, average_precision_at_k, convert_dataset, has_faiss, recall_at_k
@@ -89,7 +89,7 @@ def resolve(path_or_id, revision="main", cache_dir=None, token=None, local_files
                              f"{type(path_or_id).__name__}")
     if token is True or token is False:
         token = None  # transformers' token=True: the saved token (HF_TOKEN, HF_HOME/token)
-    return _C.resolve_model(os.fspath(path_or_id), revision or "main",
+    return _C.resolve_model(_fs_name(path_or_id), revision or "main",
                             os.fspath(cache_dir) if cache_dir is not None else "", token or "",
                             bool(local_files_only), download_progress(progress))
 
@@ -99,7 +99,7 @@ def load(path_or_id, device=None, dtype=None, revision="main", progress=None, ca
     """Loads a checkpoint folder or hub id (downloaded into the Hugging Face cache when absent)
     with the class its config.json's family needs (CLIPModel, MLLMModel)."""
     folder = resolve(path_or_id, revision, cache_dir, token, local_files_only, progress)
-    core = _C.load(folder, _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "float32",
+    core = _C.load(_fs_name(folder), _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "float32",
                    revision or "main", progress_callback(progress, "loaded"))
     return wrap(core)
 
@@ -160,6 +160,6 @@ class AutoModel:
         dtype = dtype if dtype is not None else torch_dtype
         if dtype == "auto":
             dtype = _auto_dtype(folder, _to_device_str(device))
-        core = _C.load(folder, _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "float32",
+        core = _C.load(_fs_name(folder), _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "float32",
                        revision or "main", progress_callback(progress, "loaded"))
         return wrap(core)

@@ -10,6 +10,13 @@ class BgevlTypeError(TypeError, ValueError):
     """A wrong argument type. It is both a TypeError and a ValueError, so either except clause works."""
 
 
+def _fs_name(path):
+    """A path for the C++ core: its bytes as the file system has them (os.fsencode), so that a
+    name that is not valid UTF-8 still opens; a hub id stays as it is."""
+    p = os.fspath(path)
+    return os.fsencode(p) if isinstance(p, str) and not p.isascii() else p
+
+
 def _to_device_str(device):
     if device is None:
         return None
@@ -69,7 +76,7 @@ def image_input(obj, keep_mode=False):
     keep_mode: a PIL image keeps its mode instead of being converted to RGB first, for pipelines
     that resize before converting (BGE-VL-MLLM)."""
     if isinstance(obj, (str, os.PathLike)):
-        return _C.ImageInput.path(os.fspath(obj))
+        return _C.ImageInput.path(_fs_name(obj))
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return _C.ImageInput.bytes(bytes(obj))
     try:  # PIL is optional

@@ -80,7 +80,9 @@ PYBIND11_MODULE(_C, m) {
     }
   });
 
-  m.def("set_num_threads", &bgevl::set_num_threads, py::arg("num_threads"));
+  m.def("set_num_threads", &bgevl::set_num_threads, py::arg("num_threads"),
+        py::arg("force") = false);
+  m.def("available_cores", &bgevl::available_cores);
   m.def("get_num_threads", &bgevl::num_threads);
   m.def("tune_cpu_allocator", &bgevl::tune_cpu_allocator);
   m.def(
@@ -99,8 +101,14 @@ PYBIND11_MODULE(_C, m) {
         a.token = token;
         a.local_files_only = local_files_only;
         a.progress = with_gil<const std::string&, int64_t, int64_t>(std::move(progress));
-        py::gil_scoped_release nogil;
-        return io::resolve_model_dir(path_or_id, revision, a);
+        std::string dir;
+        {
+          py::gil_scoped_release nogil;
+          dir = io::resolve_model_dir(path_or_id, revision, a);
+        }
+        // A file-system name, as os.fsdecode gives it (surrogate escapes for non-UTF-8 bytes).
+        return py::reinterpret_steal<py::str>(
+            PyUnicode_DecodeFSDefaultAndSize(dir.data(), static_cast<Py_ssize_t>(dir.size())));
       },
       py::arg("path_or_id"), py::arg("revision") = "main", py::arg("cache_dir") = "",
       py::arg("token") = "", py::arg("local_files_only") = false, py::arg("progress") = py::none(),

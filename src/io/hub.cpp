@@ -1,5 +1,7 @@
 #include "io/hub.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +13,9 @@
 #include <vector>
 
 #include "bgevl/errors.h"
+#include "io/file.h"
+#include "io/json.h"
+#include "io/safetensors_header.h"
 #include "io/util.h"
 
 #ifdef BGEVL_WITH_CURL
@@ -251,7 +256,9 @@ void download_file(const Hub& hub, const fs::path& root, const std::string& comm
     const CURLcode rc = curl_easy_perform(c.get());
     long status = 0;
     curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
-    const bool closed = std::fclose(f) == 0;
+    // Flushed and synced before the rename below makes it the blob (a full disk is an error here).
+    const bool synced = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+    const bool closed = std::fclose(f) == 0 && synced;
     if (rc == CURLE_RANGE_ERROR || status == 416) fs::remove(part, ec);  // start afresh next time
     BGEVL_CHECK(rc == CURLE_OK && closed, Error, "downloading ", hub.repo, "/", file, " (", url,
                 ") stopped after ", sink.done, size > 0 ? " of " + std::to_string(size) : "",
@@ -285,9 +292,11 @@ std::string hub_download(const std::string& repo_id, const std::string& revision
   if (hub.token.empty()) hub.token = env("HF_TOKEN");
   if (hub.token.empty()) hub.token = env("HUGGING_FACE_HUB_TOKEN");
   if (hub.token.empty()) {
-    std::ifstream in(hf_home() / "token");
-    std::string t;
-    if (in && std::getline(in, t)) hub.token = trim_space(t);
+    const std::string token_file = (hf_home() / "token").string();
+    if (std::error_code ec; fs::is_regular_file(token_file, ec)) {
+      const std::string t = read_file(token_file, 1 << 16, "hub token file");
+      hub.token = trim_space(t.substr(0, t.find('\n')));
+    }
   }
   const fs::path root =
       fs::path(hub_cache_dir(access)) / ("models--" + repo_id.substr(0, repo_id.find('/')) + "--" +
@@ -297,7 +306,12 @@ std::string hub_download(const std::string& repo_id, const std::string& revision
   const Response info = hub.request(api, false, true);
   if (!info.error.empty() || info.status != 200)
     hub.fail(info, "'" + repo_id + "' at revision '" + revision + "'", api);
-  const auto j = nlohmann::json::parse(info.body, nullptr, false);
+  nlohmann::json j;
+  try {
+    j = parse_json(info.body, api);
+  } catch (const InvalidArgumentError& e) {
+    throw Error(e.what());
+  }
   BGEVL_CHECK(j.is_object() && j.contains("sha") && j["sha"].is_string(), Error, api,
               ": the hub's answer has no commit (\"sha\")");
   const std::string commit = j["sha"].get<std::string>();
@@ -321,13 +335,11 @@ std::string hub_download(const std::string& repo_id, const std::string& revision
   for (const auto& f : files) download_file(hub, root, commit, f, access);
   // The shards the index names.
   if (has("model.safetensors.index.json")) {
-    std::ifstream in(root / "snapshots" / commit / "model.safetensors.index.json");
-    const auto idx = nlohmann::json::parse(in, nullptr, false);
-    BGEVL_CHECK(idx.is_object() && idx.contains("weight_map") && idx["weight_map"].is_object(),
-                Error, repo_id, ": model.safetensors.index.json has no weight_map");
-    std::set<std::string> shards;
-    for (const auto& [k, v] : idx["weight_map"].items())
-      if (v.is_string()) shards.insert(v.get<std::string>());
+    const std::string index_path =
+        (root / "snapshots" / commit / "model.safetensors.index.json").string();
+    const ShardIndex idx =
+        parse_shard_index(read_file(index_path, kMaxJsonFileBytes, "shard index"), index_path);
+    const std::set<std::string> shards(idx.shards.begin(), idx.shards.end());
     for (const auto& s : shards) {
       BGEVL_CHECK(s.find('/') == std::string::npos && s.find("..") == std::string::npos, Error,
                   repo_id, ": the shard name '", s, "' is not a file name");
@@ -338,11 +350,7 @@ std::string hub_download(const std::string& repo_id, const std::string& revision
     fs::create_directories(root / "refs");
     const fs::path ref = root / "refs" / revision;
     fs::create_directories(ref.parent_path());  // refs/pr/1
-    std::ofstream out(ref.string() + ".tmp", std::ios::trunc);
-    out << commit;
-    out.close();
-    BGEVL_CHECK(bool(out), Error, "cannot write ", ref.string());
-    fs::rename(ref.string() + ".tmp", ref);
+    write_file_atomic(ref.string(), commit);
   }
   return (root / "snapshots" / commit).string();
 }

@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "bgevl/errors.h"
+#include "io/file.h"
 #include "io/util.h"
 
 namespace bgevl::io {
@@ -48,10 +49,8 @@ std::string resolve_model_dir(const std::string& path_or_id, const std::string& 
   std::string rev = revision;
   const fs::path ref = model_root / "refs" / revision;
   if (fs::is_regular_file(ref, ec)) {
-    std::ifstream in(ref);
-    std::string line;
-    std::getline(in, line);
-    rev = trim_space(line);
+    const std::string text = read_file(ref.string(), 1 << 16, "hub ref file");
+    rev = trim_space(text.substr(0, text.find('\n')));
   }
   const fs::path snap = model_root / "snapshots" / rev;
   if (!rev.empty() && fs::is_directory(snap, ec)) return snap.string();

@@ -11,14 +11,14 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <nlohmann/json.hpp>
 
 #include "bgevl/errors.h"
+#include "io/file.h"
+#include "io/json.h"
 
 namespace bgevl::io {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
 
 namespace {
 
@@ -40,25 +40,19 @@ torch::ScalarType to_torch_dtype(const std::string& dtype, const std::string& pa
 
 }  // namespace
 
-size_t dtype_size(const std::string& dtype) {
-  static const std::map<std::string, size_t> sizes = {
-      {"F64", 8}, {"F32", 4}, {"F16", 2},  {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
-      {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2},  {"U32", 4}, {"U64", 8}};
-  auto it = sizes.find(dtype);
-  BGEVL_CHECK_ARG(it != sizes.end(), "unknown safetensors dtype '", dtype, "'");
-  return it->second;
-}
-
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  std::error_code ec;
-  BGEVL_CHECK(fs::exists(path, ec), FileNotFoundError, "safetensors file not found: ", path);
-  BGEVL_CHECK_ARG(fs::is_regular_file(path, ec), "not a regular file: ", path);
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  check_path(path, "safetensors file");
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd_ < 0 && (errno == ENOENT || errno == ENOTDIR))
+    throw FileNotFoundError("safetensors file not found: " + path);
   BGEVL_CHECK(fd_ >= 0, Error, "cannot open ", path, ": ", std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) {
+  const bool stat_ok = ::fstat(fd_, &st) == 0;
+  if (!stat_ok || !S_ISREG(st.st_mode)) {
+    const int e = errno;
     ::close(fd_);
-    throw Error(detail::concat("cannot stat ", path, ": ", std::strerror(errno)));
+    if (stat_ok) throw InvalidArgumentError("not a regular file: " + path);
+    throw Error(detail::concat("cannot stat ", path, ": ", std::strerror(e)));
   }
   size_ = static_cast<uint64_t>(st.st_size);
   try {
@@ -68,90 +62,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     BGEVL_CHECK(m != MAP_FAILED, Error, "cannot mmap ", path, ": ", std::strerror(errno));
     map_ = static_cast<uint8_t*>(m);
 
-    uint64_t header_len = 0;
-    std::memcpy(&header_len, map_, 8);  // little-endian, as the format and every target are
-    BGEVL_CHECK_ARG(header_len <= size_ - 8, "safetensors file ", path, ": header length ",
-                    header_len, " runs past the end of the file (", size_, " bytes)");
-    BGEVL_CHECK_ARG(header_len <= (uint64_t{100} << 20), "safetensors file ", path,
-                    ": header length ", header_len, " exceeds 100 MiB");
-    data_start_ = 8 + header_len;
-    const uint64_t data_size = size_ - data_start_;
-
-    json header;
-    try {
-      header = json::parse(reinterpret_cast<const char*>(map_ + 8),
-                           reinterpret_cast<const char*>(map_ + 8 + header_len));
-    } catch (const json::exception& e) {
-      throw InvalidArgumentError(
-          detail::concat("safetensors file ", path, ": header is not valid JSON (", e.what(), ")"));
-    }
-    BGEVL_CHECK_ARG(header.is_object(), "safetensors file ", path, ": header is not a JSON object");
-
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    for (auto& [name, entry] : header.items()) {
-      if (name == "__metadata__") {
-        BGEVL_CHECK_ARG(entry.is_object(), "safetensors file ", path,
-                        ": __metadata__ is not an object");
-        for (auto& [k, v] : entry.items()) {
-          if (v.is_string()) metadata_[k] = v.get<std::string>();
-        }
-        continue;
-      }
-      const std::string where = detail::concat("safetensors file ", path, ": tensor '", name, "'");
-      BGEVL_CHECK_ARG(entry.is_object() && entry.contains("dtype") && entry["dtype"].is_string() &&
-                          entry.contains("shape") && entry["shape"].is_array() &&
-                          entry.contains("data_offsets") && entry["data_offsets"].is_array() &&
-                          entry["data_offsets"].size() == 2,
-                      where, " needs dtype, shape and data_offsets [begin, end]");
-      TensorInfo info;
-      info.dtype = entry["dtype"].get<std::string>();
-      to_torch_dtype(info.dtype, path, name);
-      uint64_t numel = 1;
-      for (auto& d : entry["shape"]) {
-        BGEVL_CHECK_ARG(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0),
-                        where, " has an invalid shape ", entry["shape"].dump());
-        const uint64_t v = d.get<uint64_t>();
-        BGEVL_CHECK_ARG(v == 0 || numel <= std::numeric_limits<uint64_t>::max() / v, where,
-                        " has a shape too large to address");
-        numel *= v;
-        info.shape.push_back(static_cast<int64_t>(v));
-      }
-      for (auto& o : entry["data_offsets"]) {
-        BGEVL_CHECK_ARG(o.is_number_unsigned() || (o.is_number_integer() && o.get<int64_t>() >= 0),
-                        where, " has invalid data_offsets ", entry["data_offsets"].dump());
-      }
-      info.begin = entry["data_offsets"][0].get<uint64_t>();
-      info.end = entry["data_offsets"][1].get<uint64_t>();
-      BGEVL_CHECK_ARG(info.begin <= info.end, where, " has data_offsets with begin ", info.begin,
-                      " > end ", info.end);
-      BGEVL_CHECK_ARG(info.end <= data_size, where, " has data_offsets [", info.begin, ", ",
-                      info.end, "] outside the data section (", data_size,
-                      " bytes): the file is truncated or corrupt");
-      const uint64_t esize = dtype_size(info.dtype);
-      BGEVL_CHECK_ARG(numel <= std::numeric_limits<uint64_t>::max() / esize &&
-                          numel * esize == info.end - info.begin,
-                      where, " of dtype ", info.dtype, " and shape ", entry["shape"].dump(),
-                      " needs ", numel * esize, " bytes but its data_offsets span ",
-                      info.end - info.begin);
-      ranges.emplace_back(info.begin, info.end);
-      tensors_.emplace(name, std::move(info));
-    }
-    // The format requires the tensors to cover the data section exactly: no overlap, no gap,
-    // nothing after the last (a header length off by a byte would otherwise shift every weight).
-    std::sort(ranges.begin(), ranges.end());
-    uint64_t covered = 0;
-    for (const auto& [begin, end] : ranges) {
-      BGEVL_CHECK_ARG(begin >= covered, "safetensors file ", path, ": tensors overlap at bytes [",
-                      begin, ", ", covered, ") of the data section");
-      BGEVL_CHECK_ARG(begin == covered, "safetensors file ", path, ": bytes [", covered, ", ",
-                      begin,
-                      ") of the data section belong to no tensor (the format allows no gaps)");
-      covered = end;
-    }
-    BGEVL_CHECK_ARG(covered == data_size, "safetensors file ", path, ": the data section has ",
-                    data_size - covered, " bytes after the last tensor (", data_size,
-                    " bytes, tensors end at ", covered,
-                    "): the header length or the offsets are wrong");
+    SafetensorsHeader h = parse_safetensors_header(map_, size_, path);
+    data_start_ = h.data_start;
+    tensors_ = std::move(h.tensors);
+    metadata_ = std::move(h.metadata);
   } catch (...) {
     if (map_) ::munmap(map_, size_);
     ::close(fd_);
@@ -213,37 +127,15 @@ WeightSet WeightSet::open_dir(const std::string& dir) {
   const fs::path d(dir);
   const fs::path index = d / "model.safetensors.index.json";
   const fs::path single = d / "model.safetensors";
-  if (fs::exists(index)) {
-    json j;
-    {
-      std::ifstream in(index);
-      BGEVL_CHECK(in.good(), Error, "cannot read ", index.string());
-      try {
-        in >> j;
-      } catch (const json::exception& e) {
-        throw InvalidArgumentError(
-            detail::concat(index.string(), " is not valid JSON (", e.what(), ")"));
-      }
-    }
-    BGEVL_CHECK_ARG(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
-                    index.string(), " has no \"weight_map\" object");
-    std::vector<std::string> shard_names;
-    std::map<std::string, std::string> expected;
-    for (auto& [tensor, shard] : j["weight_map"].items()) {
-      BGEVL_CHECK_ARG(shard.is_string(), index.string(), ": weight_map entry '", tensor,
-                      "' is not a file name");
-      const auto s = shard.get<std::string>();
-      BGEVL_CHECK_ARG(s.find('/') == std::string::npos, index.string(), ": shard name '", s,
-                      "' must be a plain file name");
-      if (std::find(shard_names.begin(), shard_names.end(), s) == shard_names.end())
-        shard_names.push_back(s);
-      expected[tensor] = s;
-    }
-    BGEVL_CHECK_ARG(!shard_names.empty(), index.string(), " names no shards");
+  if (path_exists(index.string())) {
+    const ShardIndex idx = parse_shard_index(
+        read_file(index.string(), kMaxJsonFileBytes, "shard index"), index.string());
+    const auto& shard_names = idx.shards;
+    const auto& expected = idx.weight_map;
     std::vector<std::string> paths;
     for (const auto& s : shard_names) {
       const fs::path p = d / s;
-      BGEVL_CHECK(fs::exists(p), FileNotFoundError, "shard ", p.string(), " named by ",
+      BGEVL_CHECK(path_exists(p.string()), FileNotFoundError, "shard ", p.string(), " named by ",
                   index.string(), " is missing");
       paths.push_back(p.string());
     }
@@ -258,7 +150,7 @@ WeightSet WeightSet::open_dir(const std::string& dir) {
     }
     return ws;
   }
-  BGEVL_CHECK(fs::exists(single), FileNotFoundError, "no model.safetensors or ",
+  BGEVL_CHECK(path_exists(single.string()), FileNotFoundError, "no model.safetensors or ",
               "model.safetensors.index.json in ", dir,
               " (only safetensors checkpoints are supported)");
   return open_files({single.string()});

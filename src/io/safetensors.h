@@ -10,14 +10,9 @@
 #include <string>
 #include <vector>
 
-namespace bgevl::io {
+#include "io/safetensors_header.h"
 
-struct TensorInfo {
-  std::string dtype;  // safetensors dtype name: F32, F16, BF16, I64, ...
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;  // byte offsets relative to the start of the data section
-  uint64_t end = 0;
-};
+namespace bgevl::io {
 
 // One memory-mapped .safetensors file.
 class SafetensorsFile {
@@ -66,8 +61,5 @@ class WeightSet {
   std::vector<std::string> file_paths_;
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
 };
-
-// Size in bytes of one element of a safetensors dtype; throws on unknown dtypes.
-size_t dtype_size(const std::string& dtype);
 
 }  // namespace bgevl::io

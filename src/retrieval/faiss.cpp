@@ -1,8 +1,10 @@
 // The FAISS indexes (hnsw, ivfpq, and flat for the "faiss" backend), behind store.h's small
 // interface; without FAISS every call refuses with the way out.
 #include <cmath>
+#include <filesystem>
 
 #include "bgevl/errors.h"
+#include "io/file.h"
 #include "retrieval/store.h"
 
 #ifdef BGEVL_WITH_FAISS
@@ -10,6 +12,7 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #endif
 
@@ -90,13 +93,29 @@ void ann_add(AnnIndex& a, const torch::Tensor& v) {
   faiss_call("add", [&] { a.index->add(c.size(0), floats(c)); });
 }
 
+namespace {
+// FAISS's own file writer ignores the result of fclose (a full disk would leave a truncated
+// index renamed into place): its bytes go through io::AtomicFile, which checks every step.
+struct AtomicWriter : faiss::IOWriter {
+  io::AtomicFile& out;
+  explicit AtomicWriter(io::AtomicFile& f) : out(f) {}
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    out.write(ptr, size * nitems);
+    return nitems;
+  }
+};
+}  // namespace
+
 void ann_write(const AnnIndex& a, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  faiss_call("write", [&] { faiss::write_index(a.index.get(), tmp.c_str()); });
-  BGEVL_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, Error, "cannot create ", path);
+  io::AtomicFile f(path);
+  AtomicWriter w(f);
+  faiss_call("write", [&] { faiss::write_index(a.index.get(), &w); });
+  f.commit();
 }
 
 AnnPtr ann_read(const std::string& path) {
+  std::error_code ec;  // (FAISS would block on a FIFO)
+  BGEVL_CHECK_ARG(std::filesystem::is_regular_file(path, ec), path, " is not a regular file");
   AnnPtr a(new AnnIndex);
   a->index.reset(faiss_call("read", [&] { return faiss::read_index(path.c_str()); }));
   if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(a->index.get())) ivf->own_fields = true;

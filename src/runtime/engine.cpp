@@ -1,7 +1,9 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <future>
+#include <mutex>
 #include <numeric>
 
 #include "bgevl/errors.h"
@@ -21,6 +23,28 @@ void with_item_context(size_t index, const std::function<void()>& fn) {
   } catch (const Error& e) {
     throw Error(where + e.what());
   }
+}
+
+namespace {
+// Forward passes on the CPU take turns: each already uses every core (libtorch's intra-op
+// threads), so callers running them at once would only oversubscribe the cores. Host work
+// (decoding, tokenizing) of other callers goes on meanwhile.
+std::mutex g_cpu_gate;
+std::atomic<int> g_cpu_running{0}, g_cpu_running_max{0};
+}  // namespace
+
+int max_concurrent_cpu_runs() { return g_cpu_running_max.load(); }
+
+torch::Tensor run_gated(const BatchModel& model, HostBatch& batch, const Staging& staging) {
+  if (!model.device().is_cpu()) return model.run(batch, staging);
+  std::lock_guard<std::mutex> lock(g_cpu_gate);
+  const int now = ++g_cpu_running;
+  for (int seen = g_cpu_running_max.load(); now > seen;)
+    if (g_cpu_running_max.compare_exchange_weak(seen, now)) break;
+  struct Leave {
+    ~Leave() { --g_cpu_running; }
+  } leave;
+  return model.run(batch, staging);
 }
 
 torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& items,
@@ -69,7 +93,7 @@ torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& item
   for (int64_t k = 0; k < batches; ++k) {
     std::unique_ptr<HostBatch> batch = overlap ? next.get() : prepare(k);
     if (overlap && k + 1 < batches) next = pool->submit([&, k] { return prepare(k + 1); });
-    parts.push_back(model.run(*batch, staging));
+    parts.push_back(run_gated(model, *batch, staging));
     if (options.progress) options.progress(std::min(n, (k + 1) * bs), n);
   }
   auto out = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);

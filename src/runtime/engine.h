@@ -68,6 +68,10 @@ class BatchModel {
   virtual torch::Tensor run(HostBatch& batch, const Staging& staging) const = 0;
 };
 
+// model.run, one at a time on the CPU (see engine.cpp); the most that ever ran at once (tests).
+torch::Tensor run_gated(const BatchModel& model, HostBatch& batch, const Staging& staging);
+int max_concurrent_cpu_runs();
+
 // Embedder::encode for any family.
 torch::Tensor encode(const BatchModel& model, const std::vector<EmbedItem>& items,
                      const EncodeOptions& options);

@@ -105,6 +105,9 @@ void check_image(const ImageInput& in, size_t item) {
 }
 
 void check_items(const std::vector<EmbedItem>& items) {
+  BGEVL_CHECK_ARG(items.size() <= kMaxItemsPerCall, "encode takes at most ", kMaxItemsPerCall,
+                  " items per call, got ", items.size(),
+                  ": pass them in parts (Index.build / bgevl index stream any number)");
   for (size_t i = 0; i < items.size(); ++i) {
     BGEVL_CHECK_ARG(items[i].image || items[i].text, "item ", i,
                     " has neither an image nor a text");

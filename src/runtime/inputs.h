@@ -21,6 +21,8 @@ namespace bgevl::runtime {
 void check_image(const ImageInput& in, size_t item);
 
 // check_image for every item's image, after checking that each item has an image or a text.
+// At most kMaxItemsPerCall items (an encode call holds all its embeddings in memory at once).
+inline constexpr size_t kMaxItemsPerCall = size_t(1) << 20;
 void check_items(const std::vector<EmbedItem>& items);
 
 // Decodes one input as PIL would open it (mode kept; no RGB conversion yet).

@@ -159,9 +159,15 @@ void after_fork_fixups() {
 
 namespace bgevl {
 
-void set_num_threads(int num_threads) {
+int available_cores() { return runtime::every_core(); }
+
+void set_num_threads(int num_threads, bool force) {
   BGEVL_CHECK_ARG(num_threads >= 0 && num_threads <= 1024,
                   "num_threads must be between 0 (every core) and 1024, got ", num_threads);
+  BGEVL_CHECK_ARG(force || num_threads <= runtime::every_core(), "num_threads ", num_threads,
+                  " is more than the ", runtime::every_core(),
+                  " cores of this machine, which would only oversubscribe them (force it with "
+                  "force=True in Python, --force-threads on the command line)");
   runtime::install_fork_handlers();
   const int n = num_threads > 0 ? num_threads : runtime::every_core();
   {

@@ -4,15 +4,15 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string_view>
 #include <utility>
 
 #include "bgevl/errors.h"
+#include "io/file.h"
+#include "io/json.h"
 #include "text/clip_tokenizer_impl.h"
 #include "text/unicode.h"
 
@@ -30,24 +30,12 @@ constexpr const char* kEndOfWord = "</w>";
 constexpr std::size_t kMaxMerges = 49152 - 256 - 2;
 
 std::string read_file(const fs::path& p, const char* what) {
-  std::error_code ec;
-  BGEVL_CHECK(fs::is_regular_file(p, ec), FileNotFoundError, "CLIP tokenizer: ", what, " '",
-              p.string(), "' does not exist or is not a file");
-  std::ifstream in(p, std::ios::binary);
-  BGEVL_CHECK(in.good(), FileNotFoundError, "CLIP tokenizer: cannot open ", what, " '", p.string(),
-              "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return io::read_file(p.string(), io::kMaxFileBytes,
+                       ("CLIP tokenizer: " + std::string(what)).c_str());
 }
 
 json parse_json(const std::string& text, const fs::path& p) {
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw InvalidArgumentError(
-        detail::concat("CLIP tokenizer: '", p.string(), "' is not valid JSON: ", e.what()));
-  }
+  return io::parse_json(text, "CLIP tokenizer: '" + p.string() + "'");
 }
 
 // GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the others to U+0100+n.
@@ -162,7 +150,7 @@ std::unique_ptr<ClipTokenizer::Impl> ClipTokenizer::Impl::build(const fs::path& 
     BGEVL_CHECK_ARG(v.is_number_integer() && v.get<int64_t>() >= 0 &&
                         v.get<int64_t>() <= std::numeric_limits<int32_t>::max(),
                     "CLIP tokenizer: '", vocab_path.string(), "': the id of token '", token,
-                    "' must be a non-negative integer below 2^31, got ", v.dump());
+                    "' must be a non-negative integer below 2^31, got ", io::brief(v));
     impl->vocab[token] = static_cast<int32_t>(v.get<int64_t>());
   }
   BGEVL_CHECK_ARG(!impl->vocab.empty(), "CLIP tokenizer: '", vocab_path.string(), "' is empty");

@@ -39,6 +39,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -50,6 +51,8 @@
 #include <utility>
 
 #include "bgevl/errors.h"
+#include "io/file.h"
+#include "io/json.h"
 #include "text/sentencepiece_bpe.h"
 #include "text/trie.h"
 #include "text/unicode.h"
@@ -64,29 +67,15 @@ namespace {
 constexpr std::string_view kUnderline = "\xE2\x96\x81";  // U+2581 "▁" (SPIECE_UNDERLINE)
 
 std::string read_file(const fs::path& p, const char* what) {
-  std::error_code ec;
-  BGEVL_CHECK(fs::is_regular_file(p, ec), FileNotFoundError, "Mistral tokenizer: ", what, " '",
-              p.string(), "' does not exist or is not a file");
-  std::ifstream in(p, std::ios::binary);
-  BGEVL_CHECK(in.good(), FileNotFoundError, "Mistral tokenizer: cannot open ", what, " '",
-              p.string(), "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return io::read_file(p.string(), io::kMaxFileBytes,
+                       ("Mistral tokenizer: " + std::string(what)).c_str());
 }
 
 // The JSON object in `p`, or nullopt when the file does not exist.
 std::optional<json> read_json_object(const fs::path& p) {
   std::error_code ec;
   if (!fs::exists(p, ec)) return std::nullopt;
-  const std::string text = read_file(p, "file");
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw InvalidArgumentError(
-        detail::concat("Mistral tokenizer: '", p.string(), "' is not valid JSON: ", e.what()));
-  }
+  const json j = io::parse_json(read_file(p, "file"), "Mistral tokenizer: '" + p.string() + "'");
   BGEVL_CHECK_ARG(j.is_object(), "Mistral tokenizer: '", p.string(),
                   "' must hold a JSON object, got ", j.type_name());
   return j;
@@ -394,7 +383,8 @@ MistralTokenizer MistralTokenizer::from_dir(const std::string& dir) {
       try {
         std::size_t used = 0;
         a.id = std::stoll(idx, &used);
-        if (used != idx.size()) throw std::invalid_argument(idx);
+        if (used != idx.size() || a.id < 0 || a.id > std::numeric_limits<int32_t>::max())
+          throw std::invalid_argument(idx);
       } catch (const std::exception&) {
         throw InvalidArgumentError(detail::concat("Mistral tokenizer: '", config_path.string(),
                                                   "': added_tokens_decoder key '", idx,
@@ -422,8 +412,10 @@ MistralTokenizer MistralTokenizer::from_dir(const std::string& dir) {
         if (v) specials.insert(*v);
       std::vector<AddedToken> toks;
       for (const auto& [content, id] : a->items()) {
-        BGEVL_CHECK_ARG(id.is_number_integer(), "Mistral tokenizer: '", added_path.string(),
-                        "': the id of '", content, "' must be an integer");
+        BGEVL_CHECK_ARG(id.is_number_integer() && id.get<int64_t>() >= 0 &&
+                            id.get<int64_t>() <= std::numeric_limits<int32_t>::max(),
+                        "Mistral tokenizer: '", added_path.string(), "': the id of '", content,
+                        "' must be a non-negative integer below 2^31, got ", io::brief(id));
         AddedToken t;
         t.content = content;
         t.id = id.get<int64_t>();

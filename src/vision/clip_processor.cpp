@@ -47,19 +47,19 @@ ClipImageConfig load_clip_image_config(const std::string& path) {
   c.do_resize = get_bool(j, path, "do_resize", c.do_resize);
   if (auto it = j.find("size"); it != j.end() && !it->is_null()) {
     if (it->is_number()) {
-      c.shortest_edge = get_positive_int(*it, path, "size");
+      c.shortest_edge = get_side(*it, path, "size");
     } else if (it->is_object()) {
       if (it->contains("shortest_edge")) {
-        c.shortest_edge = get_positive_int(it->at("shortest_edge"), path, "size.shortest_edge");
+        c.shortest_edge = get_side(it->at("shortest_edge"), path, "size.shortest_edge");
       } else if (it->contains("height") && it->contains("width")) {
         bad_key(path, "size",
                 "{\"height\", \"width\"} (a fixed-size resize) is not supported; bgevl supports "
                 "CLIP's {\"shortest_edge\": N}");
       } else {
-        bad_key(path, "size", "must contain 'shortest_edge', got " + it->dump());
+        bad_key(path, "size", "must contain 'shortest_edge', got " + io::brief(*it));
       }
     } else {
-      bad_key(path, "size", "must be an integer or {\"shortest_edge\": N}, got " + it->dump());
+      bad_key(path, "size", "must be an integer or {\"shortest_edge\": N}, got " + io::brief(*it));
     }
   }
   if (get_bool(j, path, "use_square_size", false))

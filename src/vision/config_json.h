@@ -5,36 +5,24 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "bgevl/errors.h"
+#include "io/json.h"
 
 namespace bgevl::vision::config_json {
 
 using nlohmann::json;
 
-// The JSON object in a preprocessor_config.json: FileNotFoundError when absent,
-// InvalidArgumentError when it is a folder, unreadable, malformed or not an object.
+// The JSON object in a preprocessor_config.json (io::read_json_file): FileNotFoundError when
+// absent, InvalidArgumentError when it is no regular file, unreadable, malformed or not an object.
 inline json read_config(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw FileNotFoundError("preprocessor config not found: '" + path + "'");
-  if (std::filesystem::is_directory(path, ec))
-    throw InvalidArgumentError("preprocessor config '" + path + "' is a directory, not a file");
-  std::ifstream f(path);
-  if (!f) throw InvalidArgumentError("cannot open preprocessor config '" + path + "'");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    throw InvalidArgumentError("preprocessor config '" + path + "': malformed JSON: " + e.what());
-  }
+  json j = io::read_json_file(path, "preprocessor config");
   if (!j.is_object())
-    throw InvalidArgumentError("preprocessor config '" + path + "': expected a JSON object");
+    throw InvalidArgumentError("preprocessor config '" + path + "': expected a JSON object, got " +
+                               io::brief(j));
   return j;
 }
 
@@ -46,9 +34,13 @@ inline json read_config(const std::string& path) {
 inline bool get_bool(const json& j, const std::string& path, const char* key, bool def) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
-  if (!it->is_boolean()) bad_key(path, key, "must be true or false, got " + it->dump());
+  if (!it->is_boolean()) bad_key(path, key, "must be true or false, got " + io::brief(*it));
   return it->get<bool>();
 }
+
+// The largest resize edge, crop side or grid tile count a preprocessor config may ask for: the
+// BGE-VL models use 224 or 336, and a size of 100000 would only exhaust the memory.
+inline constexpr int kMaxSide = 8192;
 
 // A positive integer (JSON integers, or floats with an integral value as Python would accept).
 inline int get_positive_int(const json& v, const std::string& path, const std::string& key) {
@@ -62,12 +54,26 @@ inline int get_positive_int(const json& v, const std::string& path, const std::s
     const double d = v.get<double>();
     if (d == std::floor(d) && d > 0 && d <= double(std::numeric_limits<int>::max())) return int(d);
   }
-  bad_key(path, key, "must be a positive integer, got " + v.dump());
+  bad_key(path, key, "must be a positive integer, got " + io::brief(v));
 }
 
+// An image size in pixels: a positive integer of at most kMaxSide.
+inline int get_side(const json& v, const std::string& path, const std::string& key) {
+  const int n = get_positive_int(v, path, key);
+  if (n > kMaxSide)
+    bad_key(path, key,
+            "is " + std::to_string(n) + ", more than the limit of " + std::to_string(kMaxSide) +
+                " pixels");
+  return n;
+}
+
+// A finite number (float32-representable: the processors compute in float).
 inline double get_number(const json& v, const std::string& path, const std::string& key) {
-  if (!v.is_number()) bad_key(path, key, "must be a number, got " + v.dump());
-  return v.get<double>();
+  if (!v.is_number()) bad_key(path, key, "must be a number, got " + io::brief(v));
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || std::fabs(d) > double(std::numeric_limits<float>::max()))
+    bad_key(path, key, "must be a finite number, got " + io::brief(v));
+  return d;
 }
 
 inline std::array<float, 3> get_triplet(const json& j, const std::string& path, const char* key,
@@ -76,11 +82,11 @@ inline std::array<float, 3> get_triplet(const json& j, const std::string& path, 
   if (it == j.end() || it->is_null()) return def;
   std::array<float, 3> r{};
   if (it->is_number()) {  // a single value applies to every channel
-    r.fill(static_cast<float>(it->get<double>()));
+    r.fill(static_cast<float>(get_number(*it, path, key)));
     return r;
   }
   if (!it->is_array() || it->size() != 3)
-    bad_key(path, key, "must be a list of 3 numbers (one per RGB channel), got " + it->dump());
+    bad_key(path, key, "must be a list of 3 numbers (one per RGB channel), got " + io::brief(*it));
   for (size_t i = 0; i < 3; ++i)
     r[i] = static_cast<float>(
         get_number((*it)[i], path, std::string(key) + "[" + std::to_string(i) + "]"));
@@ -91,9 +97,9 @@ inline std::array<float, 3> get_triplet(const json& j, const std::string& path, 
 inline void check_resample(const json& j, const std::string& path) {
   if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
     if (!it->is_number_integer() || it->get<int64_t>() != 3)
-      bad_key(
-          path, "resample",
-          "must be 3 (PIL bicubic); other resampling filters are not supported, got " + it->dump());
+      bad_key(path, "resample",
+              "must be 3 (PIL bicubic); other resampling filters are not supported, got " +
+                  io::brief(*it));
   }
 }
 
@@ -101,13 +107,13 @@ inline void check_resample(const json& j, const std::string& path) {
 inline void read_crop_size(const json& j, const std::string& path, int& h, int& w) {
   if (auto it = j.find("crop_size"); it != j.end() && !it->is_null()) {
     if (it->is_number()) {
-      h = w = get_positive_int(*it, path, "crop_size");
+      h = w = get_side(*it, path, "crop_size");
     } else if (it->is_object() && it->contains("height") && it->contains("width")) {
-      h = get_positive_int(it->at("height"), path, "crop_size.height");
-      w = get_positive_int(it->at("width"), path, "crop_size.width");
+      h = get_side(it->at("height"), path, "crop_size.height");
+      w = get_side(it->at("width"), path, "crop_size.width");
     } else {
       bad_key(path, "crop_size",
-              "must be an integer or {\"height\": H, \"width\": W}, got " + it->dump());
+              "must be an integer or {\"height\": H, \"width\": W}, got " + io::brief(*it));
     }
   }
 }
@@ -122,6 +128,12 @@ void read_rescale_normalize(const json& j, const std::string& path, Config& c) {
   c.do_normalize = get_bool(j, path, "do_normalize", c.do_normalize);
   c.mean = get_triplet(j, path, "image_mean", c.mean);
   c.std = get_triplet(j, path, "image_std", c.std);
+  // (x - mean) / std: a zero std gives Inf/NaN pixels (transformers would too, silently).
+  if (c.do_normalize)
+    for (int i = 0; i < 3; ++i)
+      if (c.std[i] == 0.0f)
+        bad_key(path, "image_std",
+                "must not be 0 (channel " + std::to_string(i) + "): normalizing divides by it");
 }
 
 }  // namespace bgevl::vision::config_json

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bgevl/errors.h"
+#include "io/file.h"
 #include "vision/image.h"
 
 #ifdef BGEVL_WITH_OPENCV
@@ -35,6 +36,12 @@ extern "C" {
 #include <jerror.h>
 #include <jpeglib.h>
 }
+#ifdef BGEVL_WITH_LIBTIFF
+#include <tiffio.h>
+
+#include <mutex>
+#include <optional>
+#endif
 #endif
 
 namespace bgevl::vision {
@@ -308,8 +315,13 @@ PilMode bmp_mode(const uint8_t* d, size_t n, int channels) {
 }
 
 Image decode_with_opencv(const uint8_t* data, size_t size, Format f, const std::string& name) {
-  const cv::Mat m = cv_decode(data, size);
   const char* kind = f == Format::Bmp ? "BMP" : (f == Format::WebP ? "WebP" : "TIFF");
+  // The pixel limit from the header, before OpenCV allocates anything for the pixels.
+  const ImageHeader header = probe_image(data, size);
+  if (header.width <= 0 || header.height <= 0)
+    fail(name, std::string("corrupt or truncated ") + kind + " header (no image size)");
+  check_pixels(name, uint64_t(header.width), uint64_t(header.height));
+  const cv::Mat m = cv_decode(data, size);
   if (m.empty()) fail(name, std::string("corrupt, truncated or unsupported ") + kind + " data");
   const cv::Mat m8 = to_8bit(m, m.channels() == 1, name);
   PilMode mode;
@@ -321,6 +333,77 @@ Image decode_with_opencv(const uint8_t* data, size_t size, Format f, const std::
   }
   return from_cv(m8, mode, name);
 }
+
+#ifdef BGEVL_WITH_LIBTIFF
+// libtiff reading from memory.
+struct MemTiff {
+  const uint8_t* data;
+  uint64_t size, pos;
+};
+tsize_t mem_read(thandle_t h, tdata_t buf, tsize_t n) {
+  auto* m = static_cast<MemTiff*>(h);
+  if (n <= 0 || m->pos >= m->size) return 0;
+  const uint64_t k = std::min<uint64_t>(uint64_t(n), m->size - m->pos);
+  std::memcpy(buf, m->data + m->pos, size_t(k));
+  m->pos += k;
+  return tsize_t(k);
+}
+tsize_t mem_write(thandle_t, tdata_t, tsize_t) { return 0; }
+toff_t mem_seek(thandle_t h, toff_t off, int whence) {
+  auto* m = static_cast<MemTiff*>(h);
+  const uint64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->pos : m->size;
+  if (off > std::numeric_limits<uint64_t>::max() - base) return toff_t(-1);
+  m->pos = base + off;
+  return m->pos;
+}
+int mem_close(thandle_t) { return 0; }
+toff_t mem_size(thandle_t h) { return static_cast<MemTiff*>(h)->size; }
+int mem_map(thandle_t, tdata_t*, toff_t*) { return 0; }
+void mem_unmap(thandle_t, tdata_t, toff_t) {}
+
+// An 8-bit, 4-sample, contiguous CMYK TIFF (PHOTOMETRIC_SEPARATED, ink set CMYK, in strips), as
+// PIL reads it: the raw samples in mode "CMYK", converted to RGB with PIL's formula later
+// (OpenCV's libtiff RGBA conversion rounds differently). nullopt for any other TIFF.
+std::optional<Image> decode_tiff_cmyk(const uint8_t* data, size_t size, const std::string& name) {
+  static std::once_flag quiet;
+  std::call_once(quiet, [] {  // libtiff's handlers print to stderr; the errors are ours to give
+    TIFFSetErrorHandler(nullptr);
+    TIFFSetWarningHandler(nullptr);
+  });
+  MemTiff mem{data, size, 0};
+  TIFF* t = TIFFClientOpen(name.c_str(), "rm", &mem, mem_read, mem_write, mem_seek, mem_close,
+                           mem_size, mem_map, mem_unmap);
+  if (!t) return std::nullopt;
+  struct Close {
+    TIFF* t;
+    ~Close() { TIFFClose(t); }
+  } close{t};
+  uint16_t photometric = 0, spp = 0, bps = 0, planar = 0, inkset = 0;
+  uint32_t w = 0, h = 0;
+  if (!TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &photometric) || photometric != PHOTOMETRIC_SEPARATED)
+    return std::nullopt;
+  TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
+  TIFFGetFieldDefaulted(t, TIFFTAG_BITSPERSAMPLE, &bps);
+  TIFFGetFieldDefaulted(t, TIFFTAG_PLANARCONFIG, &planar);
+  TIFFGetFieldDefaulted(t, TIFFTAG_INKSET, &inkset);
+  if (spp != 4 || bps != 8 || planar != PLANARCONFIG_CONTIG || inkset != INKSET_CMYK ||
+      TIFFIsTiled(t) || !TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w) ||
+      !TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h))
+    return std::nullopt;
+  check_pixels(name, w, h);
+  if (TIFFScanlineSize64(t) != uint64_t(w) * 4) return std::nullopt;
+  Image im;
+  im.width = int(w);
+  im.height = int(h);
+  im.mode = PilMode::CMYK;
+  im.channels = 4;
+  im.data.resize(size_t(w) * size_t(h) * 4);
+  for (uint32_t y = 0; y < h; ++y)
+    if (TIFFReadScanline(t, im.data.data() + size_t(y) * size_t(w) * 4, y, 0) < 0)
+      fail(name, "corrupt or truncated TIFF data");
+  return im;
+}
+#endif  // BGEVL_WITH_LIBTIFF
 
 }  // namespace
 
@@ -337,6 +420,9 @@ Image decode_bytes(const uint8_t* data, size_t size, const std::string& name) {
     case Format::WebP:
       return decode_with_opencv(data, size, Format::WebP, name);
     case Format::Tiff:
+#ifdef BGEVL_WITH_LIBTIFF
+      if (auto cmyk = decode_tiff_cmyk(data, size, name)) return std::move(*cmyk);
+#endif
       return decode_with_opencv(data, size, Format::Tiff, name);
     case Format::Gif:
       fail(name, "GIF images are not supported (supported: JPEG, PNG, BMP, WebP, TIFF)");
@@ -347,25 +433,9 @@ Image decode_bytes(const uint8_t* data, size_t size, const std::string& name) {
 }
 
 Image decode_file(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      throw FileNotFoundError("image file not found: '" + path + "'");
-    throw InvalidArgumentError("cannot open image file '" + path + "': " + std::strerror(errno));
-  }
-  if (S_ISDIR(st.st_mode)) fail(path, "it is a directory, not an image file");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InvalidArgumentError("cannot open image file '" + path + "'");
-  std::vector<uint8_t> bytes;
-  if (S_ISREG(st.st_mode)) {
-    bytes.resize(size_t(st.st_size));
-    f.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size()));
-    bytes.resize(size_t(f.gcount()));
-  } else {  // a pipe or device: read to the end
-    bytes.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  }
-  if (f.bad()) throw InvalidArgumentError("cannot read image file '" + path + "'");
-  return decode_bytes(bytes.data(), bytes.size(), path);
+  // A regular file only, read up to its size (a FIFO or /dev/zero is refused, never waited on).
+  const std::string bytes = io::read_file(path, io::kMaxFileBytes, "image file");
+  return decode_bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
 }
 
 #endif  // BGEVL_WITH_OPENCV

@@ -84,6 +84,7 @@ bool png_pil_knows(int bit_depth, int colour_type) {
 // What PngStream keeps from the chunks it has handled (the parts that decide the pixels or make a
 // later handler raise).
 struct PngStreamState {
+  bool has_ihdr = false;
   uint64_t width = 0, height = 0;  // im_size
   bool has_mode = false;           // im_mode set by an IHDR with a known (bit depth, colour type)
   int bit_depth = 0, colour_type = 0;
@@ -107,6 +108,10 @@ void png_handle_chunk(PngStreamState& st, const uint8_t* type, const uint8_t* d,
   };
   if (png_type_is(type, "IHDR")) {
     if (n < 13) broken("truncated");
+    // One IHDR per file: a second one (after an APNG frame control, say) would change the size
+    // the buffers were checked against (Pillow refuses such a file too).
+    if (st.has_ihdr) broken("a second IHDR chunk");
+    st.has_ihdr = true;
     st.width = be32(d);
     st.height = be32(d + 4);
     if (png_pil_knows(d[8], d[9])) {
@@ -537,6 +542,8 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
     tw = st.bbox[2] - st.bbox[0];
     th = st.bbox[3] - st.bbox[1];
     if (tw == 0 || th == 0) fail(name, "APNG frame without pixels");
+    // (fcTL checked its box against the IHDR; the buffer is sized from the same IHDR)
+    if (st.bbox[2] > st.width || st.bbox[3] > st.height) fail(name, "APNG frame outside the image");
   }
   const bool default_image = st.has_frames && !st.has_bbox;
   const bool animated = (st.has_frames ? uint64_t(st.n_frames) : 1u) + (default_image ? 1 : 0) > 1;

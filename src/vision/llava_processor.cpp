@@ -296,6 +296,10 @@ LlavaPixels llava_preprocess(const Image& decoded, const LlavaImageConfig& cfg, 
   return r;
 }
 
+// The most tiles one grid pinpoint may make (BGE-VL-MLLM's largest, 1008x336 at 336, is 3;
+// llava-v1.6's 3x3 grid is 9).
+constexpr int64_t kMaxGridTiles = 64;
+
 LlavaImageConfig load_llava_image_config(const std::string& path) {
   const json j = read_config(path);
 
@@ -307,15 +311,15 @@ LlavaImageConfig load_llava_image_config(const std::string& path) {
   c.do_resize = get_bool(j, path, "do_resize", c.do_resize);
   if (auto it = j.find("size"); it != j.end() && !it->is_null()) {
     if (it->is_number()) {  // get_size_dict(int, default_to_square=False) -> shortest_edge
-      c.shortest_edge = get_positive_int(*it, path, "size");
+      c.shortest_edge = get_side(*it, path, "size");
     } else if (it->is_object() && it->contains("shortest_edge")) {
-      c.shortest_edge = get_positive_int(it->at("shortest_edge"), path, "size.shortest_edge");
+      c.shortest_edge = get_side(it->at("shortest_edge"), path, "size.shortest_edge");
     } else if (it->is_object() && it->contains("height") && it->contains("width")) {
       bad_key(path, "size",
               "{\"height\", \"width\"} (a fixed-size resize) is not supported; bgevl supports "
               "{\"shortest_edge\": N}");
     } else {
-      bad_key(path, "size", "must be an integer or {\"shortest_edge\": N}, got " + it->dump());
+      bad_key(path, "size", "must be an integer or {\"shortest_edge\": N}, got " + io::brief(*it));
     }
   }
   check_resample(j, path);
@@ -325,16 +329,26 @@ LlavaImageConfig load_llava_image_config(const std::string& path) {
   if (auto it = j.find("image_grid_pinpoints"); it != j.end() && !it->is_null()) {
     if (!it->is_array() || it->empty())
       bad_key(path, "image_grid_pinpoints",
-              "must be a non-empty list of [height, width] pairs, got " + it->dump());
+              "must be a non-empty list of [height, width] pairs, got " + io::brief(*it));
     c.grid_pinpoints.clear();
     for (size_t i = 0; i < it->size(); ++i) {
       const json& e = (*it)[i];
       const std::string k = "image_grid_pinpoints[" + std::to_string(i) + "]";
       if (!e.is_array() || e.size() != 2)
-        bad_key(path, k, "must be a [height, width] pair, got " + e.dump());
+        bad_key(path, k, "must be a [height, width] pair, got " + io::brief(e));
       const int h = get_positive_int(e[0], path, k), w = get_positive_int(e[1], path, k);
       if (h > (1 << 15) || w > (1 << 15))
-        bad_key(path, k, "is too large (at most 32768 per side), got " + e.dump());
+        bad_key(path, k, "is too large (at most 32768 per side), got " + io::brief(e));
+      // Each pinpoint is cut into crop-sized tiles, every one a pass of the vision tower.
+      const int64_t tiles = int64_t((h + c.crop_height - 1) / c.crop_height) *
+                            ((w + c.crop_height - 1) /
+                             c.crop_height);  // square tiles: patch_size = crop_size["height"]
+      if (tiles > kMaxGridTiles)
+        bad_key(path, k,
+                "is " + std::to_string(h) + "x" + std::to_string(w) + ": " + std::to_string(tiles) +
+                    " tiles of " + std::to_string(c.crop_height) + "x" +
+                    std::to_string(c.crop_height) + ", more than the limit of " +
+                    std::to_string(kMaxGridTiles));
       c.grid_pinpoints.emplace_back(h, w);
     }
   }

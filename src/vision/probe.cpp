@@ -1,4 +1,5 @@
 // Image sizes from the first bytes of a file, without decoding (vision/image.h: probe_image).
+#include <algorithm>
 #include <cstring>
 
 #include "vision/decode_detail.h"
@@ -43,19 +44,40 @@ void jpeg_size(const uint8_t* d, size_t n, ImageHeader& h) {
   }
 }
 
+// The size of a VP8 or VP8L bitstream chunk at c (n bytes left), 0x0 if it is neither.
+void webp_bitstream_size(const uint8_t* c, size_t n, int64_t& w, int64_t& h) {
+  if (n >= 13 && std::memcmp(c, "VP8L", 4) == 0) {
+    const uint32_t b = le32(c + 9);
+    w = 1 + (b & 0x3FFF);
+    h = 1 + ((b >> 14) & 0x3FFF);
+  } else if (n >= 18 && std::memcmp(c, "VP8 ", 4) == 0) {
+    w = le16(c + 14) & 0x3FFF;
+    h = le16(c + 16) & 0x3FFF;
+  }
+}
+
 void webp_size(const uint8_t* d, size_t n, ImageHeader& h) {
   if (n < 30) return;
   const uint8_t* c = d + 12;
   if (std::memcmp(c, "VP8X", 4) == 0) {
-    h.width = 1 + (le32(c + 12) & 0xFFFFFF);
-    h.height = 1 + (le32(c + 15) & 0xFFFFFF);
-  } else if (std::memcmp(c, "VP8L", 4) == 0) {
-    const uint32_t b = le32(c + 9);
-    h.width = 1 + (b & 0x3FFF);
-    h.height = 1 + ((b >> 14) & 0x3FFF);
-  } else if (std::memcmp(c, "VP8 ", 4) == 0) {
-    h.width = le16(c + 14) & 0x3FFF;
-    h.height = le16(c + 16) & 0x3FFF;
+    // 24-bit canvas width and height minus one at bytes 24..26 and 27..29 (n >= 30)
+    h.width = 1 + int64_t(d[24] | (d[25] << 8) | (uint32_t(d[26]) << 16));
+    h.height = 1 + int64_t(d[27] | (d[28] << 8) | (uint32_t(d[29]) << 16));
+    // The bitstream chunk after it carries its own size: the larger of the two counts.
+    for (size_t at = 12 + 8 + size_t(le32(c + 4)) + (le32(c + 4) & 1); at + 8 <= n;) {
+      int64_t w = 0, ht = 0;
+      webp_bitstream_size(d + at, n - at, w, ht);
+      if (w > 0 || ht > 0) {
+        h.width = std::max(h.width, w);
+        h.height = std::max(h.height, ht);
+        break;
+      }
+      const uint64_t next = uint64_t(at) + 8 + le32(d + at + 4) + (le32(d + at + 4) & 1);
+      if (next > n) break;
+      at = size_t(next);
+    }
+  } else {
+    webp_bitstream_size(c, n - 12, h.width, h.height);
   }
 }
 
@@ -73,7 +95,8 @@ void tiff_size(const uint8_t* d, size_t n, ImageHeader& h) {
     const uint32_t tag = u16(at), type = u16(at + 2);
     if (tag != 256 && tag != 257) continue;
     const int64_t v = type == 3 ? int64_t(u16(at + 8)) : type == 4 ? int64_t(u32(at + 8)) : 0;
-    (tag == 256 ? h.width : h.height) = v;
+    int64_t& dim = tag == 256 ? h.width : h.height;
+    dim = std::max(dim, v);  // a repeated tag: the larger (the limit must hold for either)
   }
 }
 
@@ -92,7 +115,10 @@ ImageHeader probe_image(const uint8_t* d, size_t n) {
     }
   } else if (starts(d, n, "BM", 2)) {
     h.format = "bmp";
-    if (n >= 26) {
+    if (n >= 26 && le32(d + 14) == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+      h.width = le16(d + 18);
+      h.height = le16(d + 20);
+    } else if (n >= 26) {
       const int32_t w = static_cast<int32_t>(le32(d + 18)), ht = static_cast<int32_t>(le32(d + 22));
       h.width = w < 0 ? -int64_t(w) : w;
       h.height = ht < 0 ? -int64_t(ht) : ht;

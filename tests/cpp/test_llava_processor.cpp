@@ -365,7 +365,7 @@ TEST(LlavaConfig, ErrorsNameFileAndKey) {
     const char* key;
   };
   for (Bad b :
-       {Bad{R"({"size": {"shortest_edge": 336)", "malformed"}, Bad{R"([1, 2])", "object"},
+       {Bad{R"({"size": {"shortest_edge": 336)", "not valid JSON"}, Bad{R"([1, 2])", "object"},
         Bad{R"({"resample": 2})", "resample"}, Bad{R"({"resample": "bicubic"})", "resample"},
         Bad{R"({"size": {"height": 336, "width": 336}})", "size"}, Bad{R"({"size": -3})", "size"},
         Bad{R"({"size": {"shortest_edge": 0}})", "size.shortest_edge"},

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "bgevl/errors.h"
-#include "test_util.h"
+#include "test_files.h"
 #include "text/mistral_tokenizer.h"
 
 namespace fs = std::filesystem;

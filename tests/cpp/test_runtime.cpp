@@ -7,6 +7,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "bgevl/bgevl.h"
 #include "runtime/engine.h"
@@ -62,7 +63,7 @@ TEST(ThreadPool, OneThreadRunsInline) {
 
 TEST(Settings, SetNumThreadsSetsBothAndChecksRange) {
   const int before = at::get_num_threads();
-  set_num_threads(2);
+  set_num_threads(2, /*force=*/available_cores() < 2);
   EXPECT_EQ(at::get_num_threads(), 2);
   EXPECT_EQ(num_threads(), 2);
   EXPECT_EQ(runtime::pool()->size(), 2);
@@ -71,6 +72,11 @@ TEST(Settings, SetNumThreadsSetsBothAndChecksRange) {
   EXPECT_EQ(runtime::pool()->size(), 1);
   EXPECT_THROW(set_num_threads(-1), InvalidArgumentError);
   EXPECT_THROW(set_num_threads(100000), InvalidArgumentError);
+  EXPECT_THROW(set_num_threads(100000, /*force=*/true), InvalidArgumentError);  // never above 1024
+  // More than the machine's cores only when forced.
+  EXPECT_THROW(set_num_threads(available_cores() + 1), InvalidArgumentError);
+  set_num_threads(available_cores() + 1, /*force=*/true);
+  EXPECT_EQ(num_threads(), available_cores() + 1);
   set_num_threads(0);  // every core
   EXPECT_EQ(num_threads(), static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   at::set_num_threads(before);
@@ -219,4 +225,109 @@ TEST(Items, MakeItemsZipsAndChecks) {
   EXPECT_THROW(make_items({img}, {"x", "y"}), InvalidArgumentError);
   EXPECT_EQ(parse_role("query"), Role::Query);
   EXPECT_EQ(parse_role("c"), Role::Candidate);
+}
+
+// ---- concurrent callers on one model ---------------------------------------------------------
+
+namespace {
+
+// Eight different calls: texts, images and composed pairs (MLLM: queries and candidates).
+std::vector<std::vector<EmbedItem>> eight_calls(bool mllm) {
+  const std::vector<std::string> images = {"images/chelsea.jpg", "images/rocket.jpg",
+                                           "images/rgba.png", "images/grey_L.png"};
+  const Prompt q = mllm ? Prompt::query() : Prompt{}, c = mllm ? Prompt::candidate() : Prompt{};
+  std::vector<std::vector<EmbedItem>> calls(8);
+  for (int t = 0; t < 8; ++t) {
+    const auto img = ImageInput::path(fixtures(images[t % 4]));
+    const std::string text = "a photo number " + std::to_string(t) + " of a cat";
+    calls[t].push_back(EmbedItem(text, q));
+    // (an MLLM image is ~2,000 tiny-model positions: one per call keeps the test short)
+    if (!mllm || t % 2)
+      calls[t].push_back(EmbedItem(img, "make it darker " + std::to_string(t), q));
+    if (!mllm) calls[t].push_back(EmbedItem(img, c));
+  }
+  return calls;
+}
+
+void expect_concurrent_bit_identical(const std::string& ckpt, bool mllm) {
+  const auto model = load(fixtures(ckpt));
+  const auto calls = eight_calls(mllm);
+  std::vector<torch::Tensor> want;
+  for (const auto& c : calls) want.push_back(model->encode(c));
+  std::vector<torch::Tensor> got(calls.size());
+  std::vector<std::string> errors(calls.size());
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < calls.size(); ++t)
+    threads.emplace_back([&, t] {
+      ++ready;
+      while (ready < int(calls.size())) std::this_thread::yield();  // start together
+      try {
+        for (int rep = 0; rep < (mllm ? 1 : 2); ++rep) got[t] = model->encode(calls[t]);
+      } catch (const std::exception& e) {
+        errors[t] = e.what();
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < calls.size(); ++t) {
+    EXPECT_EQ(errors[t], "") << "thread " << t;
+    ASSERT_TRUE(got[t].defined()) << "thread " << t;
+    EXPECT_TRUE(torch::equal(got[t], want[t])) << "thread " << t << " differs from sequential";
+  }
+}
+
+}  // namespace
+
+TEST(Concurrency, EightThreadsOnOneClipModelAreBitIdenticalToSequential) {
+  expect_concurrent_bit_identical("clip/tiny-fp16-quickgelu", false);
+}
+
+TEST(Concurrency, EightThreadsOnOneMllmModelAreBitIdenticalToSequential) {
+  expect_concurrent_bit_identical("llava/tiny-llava-next-legacy", true);
+}
+
+TEST(Concurrency, AFailingCallLeavesTheModelUsableForTheOthers) {
+  const auto model = load(fixtures("clip/tiny-fp16-quickgelu"));
+  const auto calls = eight_calls(false);
+  std::vector<torch::Tensor> want;
+  for (const auto& c : calls) want.push_back(model->encode(c));
+  std::vector<torch::Tensor> got(calls.size());
+  std::vector<std::string> errors(calls.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < calls.size(); ++t)
+    threads.emplace_back([&, t] {
+      try {
+        auto items = calls[t];
+        // Odd threads: a corrupt image in the middle of their call.
+        if (t % 2)
+          items.insert(items.begin() + 1, EmbedItem(ImageInput::bytes("\x89PNG\r\n broken")));
+        got[t] = model->encode(items);
+      } catch (const InvalidArgumentError& e) {
+        errors[t] = e.what();
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < calls.size(); ++t) {
+    if (t % 2) {
+      EXPECT_NE(errors[t].find("item 1"), std::string::npos) << errors[t];
+    } else {
+      EXPECT_EQ(errors[t], "");
+      EXPECT_TRUE(torch::equal(got[t], want[t])) << "thread " << t;
+    }
+  }
+  for (size_t t = 0; t < calls.size(); ++t)  // and the model still gives the same answers
+    EXPECT_TRUE(torch::equal(model->encode(calls[t]), want[t]));
+}
+
+TEST(Concurrency, ForwardPassesOnTheCpuTakeTurns) {
+  // Each forward pass already uses every core; concurrent callers run theirs one at a time
+  // (their decoding and tokenizing still overlap) instead of oversubscribing the cores.
+  const auto model = load(fixtures("clip/tiny-fp16-quickgelu"));
+  const auto calls = eight_calls(false);
+  std::vector<std::thread> threads;
+  for (int round = 0; round < 3; ++round)
+    for (size_t t = 0; t < calls.size(); ++t)
+      threads.emplace_back([&, t] { model->encode(calls[t]); });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(runtime::max_concurrent_cpu_runs(), 1);
 }

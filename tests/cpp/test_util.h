@@ -1,4 +1,5 @@
-// Helpers shared by the C++ tests: fixture paths, the tolerance policy, small file writers.
+// Helpers shared by the C++ tests: fixture paths, the tolerance policy, small file writers (the
+// torch-free ones in test_files.h, included here).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "test_files.h"
 
 namespace bgevl::test {
 
@@ -59,42 +62,11 @@ inline torch::Device device_of(const std::string& name) {
   return torch::Device(name);
 }
 
-inline std::string fixtures(const std::string& rel) {
-  return std::string(BGEVL_FIXTURES_DIR) + "/" + rel;
-}
-inline std::string shared_data(const std::string& rel) {
-  return std::string(BGEVL_SHARED_DATA_DIR) + "/" + rel;
-}
-
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kCPU, torch::kFloat64) - b.to(torch::kCPU, torch::kFloat64))
       .abs()
       .max()
       .item<double>();
-}
-
-inline nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-// A fresh scratch directory under the system temp dir.
-inline std::filesystem::path scratch_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() /
-           ("bgevl_test_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  return d;
-}
-
-inline void write_bytes(const std::filesystem::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-inline std::string read_bytes(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Serialises float32 tensors as a safetensors file, with an optional raw header override.

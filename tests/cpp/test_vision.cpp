@@ -270,7 +270,7 @@ TEST(VisionClip, LoadConfig) {
     const char* key;
   };
   for (Bad b :
-       {Bad{R"({"size": {"shortest_edge": 224)", "malformed"},
+       {Bad{R"({"size": {"shortest_edge": 224)", "not valid JSON"},
         Bad{R"({"resample": 2})", "resample"},
         Bad{R"({"size": {"height": 224, "width": 224}})", "size"},
         Bad{R"({"size": "big"})", "size"}, Bad{R"({"size": -3})", "size"},

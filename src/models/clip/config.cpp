@@ -24,6 +24,11 @@ void read_encoder(const json& j, EncoderConfig& c, const std::string& file,
 }
 
 void check_encoder(const EncoderConfig& c, const std::string& file, const std::string& where) {
+  io::check_range(c.hidden_size, 1, 1 << 16, file, where + "hidden_size");
+  io::check_range(c.intermediate_size, 1, 1 << 18, file, where + "intermediate_size");
+  io::check_range(c.num_hidden_layers, 0, 1024, file, where + "num_hidden_layers");
+  io::check_range(c.num_attention_heads, 1, 1024, file, where + "num_attention_heads");
+  io::check_positive(c.layer_norm_eps, 1.0, file, where + "layer_norm_eps");
   BGEVL_CHECK_ARG(
       c.hidden_size > 0 && c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0,
       file, ": ", where, "hidden_size (", c.hidden_size,
@@ -57,6 +62,14 @@ VisionConfig read_clip_vision(const json& v, const std::string& file) {
 
 void check_vision(const VisionConfig& c, const std::string& file) {
   check_encoder(c, file, "vision_config.");
+  io::check_range(c.image_size, 1, 8192, file, "vision_config.image_size");
+  io::check_range(c.patch_size, 1, c.image_size, file, "vision_config.patch_size",
+                  "at most image_size");
+  io::check_range(c.num_channels, 3, 3, file, "vision_config.num_channels",
+                  "the processors make RGB images");
+  const int64_t side = c.image_size / c.patch_size;
+  io::check_range(side * side, 1, 1 << 16, file, "the patch count (image_size / patch_size)^2",
+                  "the vision tower's positions");
   BGEVL_CHECK_ARG(c.patch_size > 0 && c.image_size % c.patch_size == 0, file,
                   ": vision_config.image_size (", c.image_size,
                   ") must be a multiple of patch_size (", c.patch_size, ")");
@@ -104,6 +117,10 @@ Config load_config(const std::string& path) {
     read_vision_keys(j["vision_config_dict"], c.vision, path);
   check_encoder(c.text, path, "text_config.");
   check_vision(c.vision, path);
+  io::check_range(c.projection_dim, 1, 1 << 16, path, "projection_dim");
+  io::check_range(c.text.vocab_size, 1, 1 << 24, path, "text_config.vocab_size");
+  io::check_range(c.text.max_position_embeddings, 1, 1 << 16, path,
+                  "text_config.max_position_embeddings");
   BGEVL_CHECK_ARG(
       c.projection_dim > 0 && c.text.vocab_size > 0 && c.text.max_position_embeddings > 0, path,
       ": projection_dim, text_config.vocab_size and max_position_embeddings "

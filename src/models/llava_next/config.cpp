@@ -45,10 +45,23 @@ Config load_config(const std::string& path) {
   get_opt(t, "hidden_act", m.hidden_act, path, w);
   get_opt(t, "rms_norm_eps", m.rms_norm_eps, path, w);
   get_opt(t, "rope_theta", m.rope_theta, path, w);
+  get_opt(t, "max_position_embeddings", m.max_position_embeddings, path, w);
   if (t.contains("sliding_window") && t["sliding_window"].is_null()) m.sliding_window = 0;
   get_opt(t, "sliding_window", m.sliding_window, path, w);
   if (m.head_dim == 0 && m.num_attention_heads > 0)
     m.head_dim = m.hidden_size / m.num_attention_heads;
+  io::check_range(m.vocab_size, 1, 1 << 24, path, w + "vocab_size");
+  io::check_range(m.hidden_size, 1, 1 << 16, path, w + "hidden_size");
+  io::check_range(m.intermediate_size, 1, 1 << 18, path, w + "intermediate_size");
+  io::check_range(m.num_hidden_layers, 1, 1024, path, w + "num_hidden_layers");
+  io::check_range(m.num_attention_heads, 1, 1024, path, w + "num_attention_heads");
+  io::check_range(m.num_key_value_heads, 1, m.num_attention_heads, path, w + "num_key_value_heads",
+                  "at most num_attention_heads");
+  io::check_range(m.head_dim, 1, 1024, path, w + "head_dim");
+  io::check_range(m.max_position_embeddings, 1, 1 << 24, path, w + "max_position_embeddings");
+  io::check_range(m.sliding_window, 0, int64_t(1) << 40, path, w + "sliding_window");
+  io::check_positive(m.rms_norm_eps, 1.0, path, w + "rms_norm_eps");
+  io::check_positive(m.rope_theta, 1e30, path, w + "rope_theta");
   BGEVL_CHECK_ARG(m.hidden_size > 0 && m.num_attention_heads > 0 && m.num_key_value_heads > 0 &&
                       m.num_attention_heads % m.num_key_value_heads == 0 && m.head_dim > 0 &&
                       m.head_dim % 2 == 0 && m.intermediate_size > 0 && m.vocab_size > 0 &&
@@ -64,6 +77,9 @@ Config load_config(const std::string& path) {
   get_opt(j, "vision_feature_select_strategy", c.vision_feature_select_strategy, path, "");
   get_opt(j, "vision_feature_layer", c.vision_feature_layer, path, "");
   get_opt(j, "image_seq_length", c.image_seq_length, path, "");
+  io::check_range(c.image_token_index, 0, m.vocab_size - 1, path, "image_token_index",
+                  "a token id of text_config.vocab_size");
+  io::check_range(c.image_seq_length, 0, 1 << 20, path, "image_seq_length");
   BGEVL_CHECK_ARG(
       c.vision_feature_select_strategy == "default" || c.vision_feature_select_strategy == "full",
       path, ": vision_feature_select_strategy '", c.vision_feature_select_strategy,
@@ -83,7 +99,7 @@ Config load_config(const std::string& path) {
                           p[1].get<int64_t>() > 0 && p[0].get<int64_t>() <= (1 << 15) &&
                           p[1].get<int64_t>() <= (1 << 15),
                       path, ": image_grid_pinpoints entries must be [height, width] of at most ",
-                      "32768 each, got ", p.dump());
+                      "32768 each, got ", io::brief(p));
       c.image_grid_pinpoints.emplace_back(int(p[0].get<int64_t>()), int(p[1].get<int64_t>()));
     }
   }

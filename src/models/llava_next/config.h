@@ -26,7 +26,8 @@ struct MistralConfig {
   std::string hidden_act = "silu";
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
-  int64_t sliding_window = 4096;  // 0: none (config.json "sliding_window": null)
+  int64_t max_position_embeddings = 4096 * 32;  // MistralConfig's default; the text length limit
+  int64_t sliding_window = 4096;                // 0: none (config.json "sliding_window": null)
 };
 
 struct Config {

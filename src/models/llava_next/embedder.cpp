@@ -1,5 +1,6 @@
 // BGE-VL-MLLM's Embedder: the model card's data_process + forward, and encode on the batch
 // engine (host plan, last position only in the last layer).
+#include <algorithm>
 #include <cstring>
 
 #include "bgevl/errors.h"
@@ -115,6 +116,7 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
             ? (proc.image(),
                llava_next::image_layout(config, config.pre_resize, config.pre_resize).feature_len)
             : 0;
+    check_lengths(items, proc, image_rows);
     if (static_cast<int64_t>(items.size()) <= batch_size) return context;
     // The cost of an item is its merged length: prompt tokens plus its image rows.
     context->costs.resize(items.size());
@@ -125,6 +127,27 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
           static_cast<int64_t>(proc.tokenizer().encode(p).size()) + (it.image ? image_rows - 1 : 0);
     });
     return context;
+  }
+
+  // The merged length (prompt tokens plus image rows) is limited by the model's positions. A
+  // prompt has at most one token per byte plus BOS and a prefix space, so only prompts that could
+  // be too long are tokenized here.
+  void check_lengths(const std::vector<EmbedItem>& items, const llava_next::Processor& proc,
+                     int64_t image_rows) const {
+    const int64_t limit = config.text.max_position_embeddings;
+    runtime::pool()->parallel_for(static_cast<int64_t>(items.size()), [&](int64_t i) {
+      const auto& it = items[i];
+      const int64_t rows = it.image ? image_rows - 1 : 0;
+      const auto p = llava_next::Processor::prompt(it.text, it.image.has_value(), it.prompt);
+      if (static_cast<int64_t>(p.size()) + 2 + rows <= limit) return;
+      const int64_t tokens = static_cast<int64_t>(proc.tokenizer().encode(p).size());
+      BGEVL_CHECK_ARG(
+          tokens + rows <= limit, "item ", i, ": the prompt is ", tokens + rows, " tokens long (",
+          tokens, " text tokens",
+          it.image ? " and the image's " + std::to_string(image_rows) + " rows" : std::string(),
+          "), more than the model's limit of ", limit,
+          " (text_config.max_position_embeddings in config.json)");
+    });
   }
 
   std::unique_ptr<runtime::HostBatch> prepare(const runtime::BatchItems& b,
@@ -214,6 +237,13 @@ MllmInputs MllmEmbedder::data_process(const std::vector<EmbedItem>& items) const
   BGEVL_CHECK_ARG(!items.empty(), "data_process needs at least one item (got an empty list)");
   runtime::check_items(items);
   const auto proc = impl_->processor();
+  const bool any_image =
+      std::any_of(items.begin(), items.end(), [](const EmbedItem& it) { return bool(it.image); });
+  impl_->check_lengths(items, *proc,
+                       any_image ? llava_next::image_layout(impl_->config, impl_->config.pre_resize,
+                                                            impl_->config.pre_resize)
+                                       .feature_len
+                                 : 0);
   const auto h = host_inputs(all_of(items), *proc, impl_->config);
   const runtime::Staging host(torch::kCPU);
   MllmInputs out;
