@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
 BUILD=${BGEVL_SAN_BUILD_DIR:-build-san}
+[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
 SECS=${BGEVL_FUZZ_SECONDS:-10}
 JOBS=${BGEVL_JOBS:-2}
 FINDINGS=${BGEVL_FUZZ_FINDINGS:-/tmp/fuzz-findings}
@@ -179,7 +180,7 @@ run_target() {
   cat "$WORK/$t.summary"
 }
 
-BIN_DIR="$ROOT/$BUILD/fuzz"
+BIN_DIR="$BUILD/fuzz"
 if ((LONG > 0)); then
   # A copy of the binaries: rebuilding build-san meanwhile does not touch the running targets.
   mkdir -p "$WORK/bin"
