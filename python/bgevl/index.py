@@ -160,7 +160,14 @@ class Index:
         path = os.fspath(path)
         if os.path.exists(path):
             raise FileExistsError(f"{path} exists; give a new folder")
-        shutil.copytree(self.path, path)
+        # Copied beside and renamed once complete: an interrupted save leaves no partial index.
+        tmp = f"{path.rstrip(os.sep)}.partial-{os.getpid()}"
+        try:
+            shutil.copytree(self.path, tmp)
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if self._owned_dir:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
             self._owned_dir = None
