@@ -68,8 +68,8 @@ using namespace decode_detail;
 
 enum class Format { Jpeg, Png, Bmp, WebP, Tiff, Gif, Unknown };
 
-Format sniff(const uint8_t* d, size_t n) {
-  const std::string f = probe_image(d, n).format;  // the magic numbers live in probe.cpp
+Format sniff(const ImageHeader& h) {
+  const std::string& f = h.format;  // the magic numbers live in probe.cpp
   return f == "jpeg"   ? Format::Jpeg
          : f == "png"  ? Format::Png
          : f == "bmp"  ? Format::Bmp
@@ -314,10 +314,11 @@ PilMode bmp_mode(const uint8_t* d, size_t n, int channels) {
   return colors == 2 ? PilMode::One : PilMode::L;
 }
 
-Image decode_with_opencv(const uint8_t* data, size_t size, Format f, const std::string& name) {
+// `header`: probe_image's, whose size is checked against the pixel limit before OpenCV allocates
+// anything for the pixels.
+Image decode_with_opencv(const uint8_t* data, size_t size, Format f, const ImageHeader& header,
+                         const std::string& name) {
   const char* kind = f == Format::Bmp ? "BMP" : (f == Format::WebP ? "WebP" : "TIFF");
-  // The pixel limit from the header, before OpenCV allocates anything for the pixels.
-  const ImageHeader header = probe_image(data, size);
   if (header.width <= 0 || header.height <= 0)
     fail(name, std::string("corrupt or truncated ") + kind + " header (no image size)");
   check_pixels(name, uint64_t(header.width), uint64_t(header.height));
@@ -410,20 +411,21 @@ std::optional<Image> decode_tiff_cmyk(const uint8_t* data, size_t size, const st
 Image decode_bytes(const uint8_t* data, size_t size, const std::string& name) {
   if (size == 0) fail(name, "the file is empty");
   if (data == nullptr) fail(name, "null data pointer");
-  switch (sniff(data, size)) {
+  const ImageHeader header = probe_image(data, size);
+  const Format f = sniff(header);
+  switch (f) {
     case Format::Jpeg:
       return decode_jpeg(data, size, name);
     case Format::Png:
       return decode_png(data, size, name);
     case Format::Bmp:
-      return decode_with_opencv(data, size, Format::Bmp, name);
     case Format::WebP:
-      return decode_with_opencv(data, size, Format::WebP, name);
+      return decode_with_opencv(data, size, f, header, name);
     case Format::Tiff:
 #ifdef BGEVL_WITH_LIBTIFF
       if (auto cmyk = decode_tiff_cmyk(data, size, name)) return std::move(*cmyk);
 #endif
-      return decode_with_opencv(data, size, Format::Tiff, name);
+      return decode_with_opencv(data, size, f, header, name);
     case Format::Gif:
       fail(name, "GIF images are not supported (supported: JPEG, PNG, BMP, WebP, TIFF)");
     case Format::Unknown:

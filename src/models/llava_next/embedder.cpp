@@ -100,47 +100,41 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
                     "truncate is not supported by BGE-VL-MLLM: its prompts have no token limit "
                     "short of the model's positions, and cutting one would drop the [/INST] whose "
                     "last position is the embedding");
-    bool any_image = false;
-    for (size_t i = 0; i < items.size(); ++i) {
+    for (size_t i = 0; i < items.size(); ++i)
       with_item_context(
           i, [&] { llava_next::Processor::prompt(items[i].text, false, items[i].prompt); });
-      any_image |= items[i].image.has_value();
-    }
     auto context = std::make_unique<MllmContext>();
     const auto& proc = *(context->processor = processor());
     proc.tokenizer();
-    // The rows an image takes (every image is resized to pre_resize x pre_resize first, so they
-    // all take the same).
+    // Long lists are ordered by cost: each item's merged length.
+    check_lengths(items, proc,
+                  static_cast<int64_t>(items.size()) > batch_size ? &context->costs : nullptr);
+    return context;
+  }
+
+  // The merged length of each item (prompt tokens plus, with an image, its rows but one: every
+  // image is resized to pre_resize x pre_resize first, so they all take the same), which the
+  // model's positions limit. A prompt has at most one token per byte plus BOS and a prefix space,
+  // so only prompts that could be too long are tokenized, unless every length is wanted in
+  // `lengths`.
+  void check_lengths(const std::vector<EmbedItem>& items, const llava_next::Processor& proc,
+                     std::vector<int64_t>* lengths) const {
+    const bool any_image =
+        std::any_of(items.begin(), items.end(), [](const EmbedItem& it) { return bool(it.image); });
     const int64_t image_rows =
         any_image
             ? (proc.image(),
                llava_next::image_layout(config, config.pre_resize, config.pre_resize).feature_len)
             : 0;
-    check_lengths(items, proc, image_rows);
-    if (static_cast<int64_t>(items.size()) <= batch_size) return context;
-    // The cost of an item is its merged length: prompt tokens plus its image rows.
-    context->costs.resize(items.size());
-    runtime::pool()->parallel_for(static_cast<int64_t>(items.size()), [&](int64_t i) {
-      const auto& it = items[i];
-      const auto p = llava_next::Processor::prompt(it.text, it.image.has_value(), it.prompt);
-      context->costs[i] =
-          static_cast<int64_t>(proc.tokenizer().encode(p).size()) + (it.image ? image_rows - 1 : 0);
-    });
-    return context;
-  }
-
-  // The merged length (prompt tokens plus image rows) is limited by the model's positions. A
-  // prompt has at most one token per byte plus BOS and a prefix space, so only prompts that could
-  // be too long are tokenized here.
-  void check_lengths(const std::vector<EmbedItem>& items, const llava_next::Processor& proc,
-                     int64_t image_rows) const {
     const int64_t limit = config.text.max_position_embeddings;
+    if (lengths) lengths->assign(items.size(), 0);
     runtime::pool()->parallel_for(static_cast<int64_t>(items.size()), [&](int64_t i) {
       const auto& it = items[i];
       const int64_t rows = it.image ? image_rows - 1 : 0;
       const auto p = llava_next::Processor::prompt(it.text, it.image.has_value(), it.prompt);
-      if (static_cast<int64_t>(p.size()) + 2 + rows <= limit) return;
+      if (!lengths && static_cast<int64_t>(p.size()) + 2 + rows <= limit) return;
       const int64_t tokens = static_cast<int64_t>(proc.tokenizer().encode(p).size());
+      if (lengths) (*lengths)[i] = tokens + rows;
       BGEVL_CHECK_ARG(
           tokens + rows <= limit, "item ", i, ": the prompt is ", tokens + rows, " tokens long (",
           tokens, " text tokens",
@@ -237,13 +231,7 @@ MllmInputs MllmEmbedder::data_process(const std::vector<EmbedItem>& items) const
   BGEVL_CHECK_ARG(!items.empty(), "data_process needs at least one item (got an empty list)");
   runtime::check_items(items);
   const auto proc = impl_->processor();
-  const bool any_image =
-      std::any_of(items.begin(), items.end(), [](const EmbedItem& it) { return bool(it.image); });
-  impl_->check_lengths(items, *proc,
-                       any_image ? llava_next::image_layout(impl_->config, impl_->config.pre_resize,
-                                                            impl_->config.pre_resize)
-                                       .feature_len
-                                 : 0);
+  impl_->check_lengths(items, *proc, nullptr);
   const auto h = host_inputs(all_of(items), *proc, impl_->config);
   const runtime::Staging host(torch::kCPU);
   MllmInputs out;
