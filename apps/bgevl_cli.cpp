@@ -45,7 +45,8 @@ apart by its config.json) and writes the L2-normalised embeddings as a float32 [
                       images only, texts only, or as many texts as images (composed queries)
   --out FILE.npy      where the embeddings go (checked before anything is computed)
   --device DEV        cpu (default), cuda, cuda:N
-  --dtype T           float32 (default), bfloat16, float16 (CUDA only)
+  --dtype T           float32, bfloat16, float16 (CUDA only); default: float32 on the CPU
+                      (exact, as the reference), bfloat16 on CUDA
   --batch-size N      items per forward pass (default: the model's, 32 for CLIP, 8 for MLLM)
   --threads N         CPU threads (default: every core; at most the machine's cores)
   --force-threads     allow --threads above the machine's cores

@@ -46,7 +46,7 @@ class Args {
 
 // --model, --device, --dtype, --revision, --threads: what every model-loading command takes.
 struct ModelArgs {
-  std::string model, device = "cpu", dtype = "float32", revision, cache_dir;
+  std::string model, device = "cpu", dtype = "default", revision, cache_dir;
   bool local_files_only = false, force_threads = false;
   long long threads = 0;
   bool parse(Args& a) {

@@ -23,6 +23,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,15 @@ CAPTIONS = [
     "a busy street market in the evening with lanterns and people walking",
     "the same dog but running on a beach at sunset",
 ]
+
+
+def peak_rss_mib():
+    """This process's peak RSS: VmHWM (ru_maxrss would carry the parent's peak across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_checkpoint(folder):
@@ -121,7 +131,7 @@ def run_side(impl, ckpt, n_images, n_texts, batch, threads):
         t0 = time.perf_counter()
         tembs = [model.encode(text=texts[i:i + batch]) for i in range(0, len(texts), batch)]
         out["texts_s"] = len(texts) / (time.perf_counter() - t0)
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = peak_rss_mib()
     torch.save({"images": torch.cat(embs), "texts": torch.cat(tembs)}, os.path.join(ckpt, f"out_{impl}.pt"))
     return out
 
@@ -134,7 +144,8 @@ def main():
     ap.add_argument("--texts", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--rounds", type=int, default=2, help="runs per side, alternating; best kept")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs per side, alternating; the medians are reported")
     ap.add_argument("--json")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
@@ -154,8 +165,8 @@ def main():
         image_files(os.path.join(ckpt, "images"))
         if args.mmret_code:
             shutil.copy(args.mmret_code, os.path.join(ckpt, "modeling_MMRet_CLIP.py"))
-        results = {}
-        for _ in range(args.rounds):  # sides alternate; each keeps its best round
+        runs = {side: [] for side in sides}
+        for _ in range(args.rounds):  # sides alternate; the median of each side's rounds
             for side in sides:
                 cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--ckpt", ckpt,
                        "--images", str(args.images), "--texts", str(args.texts),
@@ -163,12 +174,12 @@ def main():
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     sys.exit(f"{side} failed:\n{res.stderr}")
-                r = json.loads(res.stdout.strip().splitlines()[-1])
-                best = results.setdefault(side, r)
-                for k in ("images_s", "texts_s"):
-                    best[k] = max(best[k], r[k])
-                for k in ("load_s", "peak_rss_mib"):
-                    best[k] = min(best[k], r[k])
+                runs[side].append(json.loads(res.stdout.strip().splitlines()[-1]))
+        results = {side: {k: (statistics.median(r[k] for r in rs)
+                              if isinstance(rs[0][k], (int, float)) else rs[0][k]) for k in rs[0]}
+                   for side, rs in runs.items()}
+        for side, rs in runs.items():
+            results[side]["rounds"] = {k: [r[k] for r in rs] for k in ("images_s", "texts_s")}
         agree = None
         if len(sides) == 2:
             import torch
@@ -186,7 +197,7 @@ def main():
     except (OSError, StopIteration):
         pass
     print(f"machine: {cpu}, {os.cpu_count()} cores; threads {args.threads}; batch {args.batch}; "
-          f"{args.images} JPEG files (640x480 and 1280x960), {args.texts} texts; best of {args.rounds} "
+          f"{args.images} JPEG files (640x480 and 1280x960), {args.texts} texts; medians of {args.rounds} "
           "alternating runs; BGE-VL-base geometry, random fp16 weights, fp32 compute")
     print("| implementation | load (s) | images/s | texts/s | peak RSS (MiB) |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -199,6 +210,10 @@ def main():
               f"{b['images_s'] / r['images_s']:.2f}x | {b['texts_s'] / r['texts_s']:.2f}x | "
               f"{b['peak_rss_mib'] / r['peak_rss_mib']:.2f}x |")
         print(f"max |embedding difference| between the two: {agree:.2e}")
+    for side in sides:
+        rr = results[side]["rounds"]
+        print(f"{side} rounds: images/s {', '.join(f'{v:.2f}' for v in rr['images_s'])}; "
+              f"texts/s {', '.join(f'{v:.1f}' for v in rr['texts_s'])}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": results, "max_abs_diff": agree}, f, indent=2)

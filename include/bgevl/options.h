@@ -11,9 +11,11 @@
 namespace bgevl {
 
 struct LoadOptions {
-  torch::Device device = torch::kCPU;         // where the weights live and the model runs
-  torch::ScalarType dtype = torch::kFloat32;  // float32 (the reference), bfloat16, float16 (CUDA)
-  std::string revision = "main";              // hub revision (branch, tag, commit) of a hub id
+  torch::Device device = torch::kCPU;  // where the weights live and the model runs
+  // float32 (the reference, the parity mode; on CUDA with TF32 off), bfloat16, float16 (CUDA), or
+  // Undefined: the device's default, default_dtype(device) (float32 on the CPU, bfloat16 on CUDA).
+  torch::ScalarType dtype = torch::ScalarType::Undefined;
+  std::string revision = "main";  // hub revision (branch, tag, commit) of a hub id
   // A hub id not in the Hugging Face cache is downloaded into it (configs, tokenizer files,
   // safetensors), as huggingface_hub does; these change where and how:
   std::string cache_dir;          // empty: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/...
@@ -40,8 +42,11 @@ struct EncodeOptions {
 
 // "cpu", "cuda", "cuda:1" -> torch::Device; InvalidArgumentError otherwise.
 torch::Device parse_device(const std::string& name);
-// "float32"/"fp32", "float16"/"fp16"/"half", "bfloat16"/"bf16" -> dtype; InvalidArgumentError
-// otherwise.
+// "float32"/"fp32", "float16"/"fp16"/"half", "bfloat16"/"bf16" -> dtype; "default" or "" ->
+// Undefined (the device's default dtype); InvalidArgumentError otherwise.
 torch::ScalarType parse_dtype(const std::string& name);
+// The dtype a model loads in when LoadOptions::dtype is Undefined: float32 on the CPU (exact, as
+// the reference), bfloat16 on CUDA (the fast path; ask for float32 for the parity mode).
+torch::ScalarType default_dtype(const torch::Device& device);
 
 }  // namespace bgevl

@@ -99,7 +99,7 @@ def load(path_or_id, device=None, dtype=None, revision="main", progress=None, ca
     """Loads a checkpoint folder or hub id (downloaded into the Hugging Face cache when absent)
     with the class its config.json's family needs (CLIPModel, MLLMModel)."""
     folder = resolve(path_or_id, revision, cache_dir, token, local_files_only, progress)
-    core = _C.load(_fs_name(folder), _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "float32",
+    core = _C.load(_fs_name(folder), _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "default",
                    revision or "main", progress_callback(progress, "loaded"))
     return wrap(core)
 
@@ -160,6 +160,6 @@ class AutoModel:
         dtype = dtype if dtype is not None else torch_dtype
         if dtype == "auto":
             dtype = _auto_dtype(folder, _to_device_str(device))
-        core = _C.load(_fs_name(folder), _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "float32",
+        core = _C.load(_fs_name(folder), _to_device_str(device) or "cpu", _to_dtype_str(dtype) or "default",
                        revision or "main", progress_callback(progress, "loaded"))
         return wrap(core)

@@ -67,7 +67,7 @@ class Model:
 
     def __init__(self, path_or_id, device=None, dtype=None, revision="main", progress=None):
         core = (self._core_class or _C.load)(str(path_or_id), _to_device_str(device) or "cpu",
-                                             _to_dtype_str(dtype) or "float32", revision,
+                                             _to_dtype_str(dtype) or "default", revision,
                                              progress_callback(progress, "loaded"))
         self._init_core(core)
 

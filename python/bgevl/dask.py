@@ -63,7 +63,7 @@ def _gallery(paths_or_bag, ids, captions, groups):
 
 
 def index(paths_or_bag, model, out, client=None, ids=None, captions=None, groups=None,
-          device="cpu", dtype="float32", revision="main", index_type="flat",
+          device="cpu", dtype=None, revision="main", index_type="flat",
           index_dtype="float32", partition_size=1024, shard_size=1 << 20, batch_size=None,
           strict=False, retries=3, resources=None, threads=None, progress=True):
     """Builds the index `out` of `paths_or_bag` (a folder, a JSONL manifest, a list of image
@@ -121,7 +121,7 @@ def main(argv=None):
     ap.add_argument("--images", required=True, help="folder or JSONL manifest")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--dtype", default=None, help="model dtype (default: float32 on cpu, bfloat16 on cuda)")
     ap.add_argument("--revision", default="main")
     ap.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivfpq"])
     ap.add_argument("--index-dtype", default="float32", choices=["float32", "float16"])

@@ -12,7 +12,7 @@ namespace bgevl {
 const char* version() { return "0.1.0"; }
 
 std::unique_ptr<Embedder> load(const std::string& path_or_id, const LoadOptions& options) {
-  models::check_dtype(options.dtype, options.device);
+  models::check_dtype(models::load_dtype(options), options.device);
   const auto c = models::resolve_checkpoint(path_or_id, options);
   return models::detect(c.config_json).load(c.dir, options);
 }
@@ -41,11 +41,12 @@ torch::Device parse_device(const std::string& name) {
 }
 
 torch::ScalarType parse_dtype(const std::string& name) {
+  if (name.empty() || name == "default") return torch::ScalarType::Undefined;
   if (name == "float32" || name == "fp32" || name == "float") return torch::kFloat32;
   if (name == "float16" || name == "fp16" || name == "half") return torch::kFloat16;
   if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
   throw InvalidArgumentError(
-      detail::concat("invalid dtype '", name, "' (float32, float16 or bfloat16)"));
+      detail::concat("invalid dtype '", name, "' (float32, float16, bfloat16 or default)"));
 }
 
 }  // namespace bgevl

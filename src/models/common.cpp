@@ -7,6 +7,14 @@
 #include "models/registry.h"
 #include "runtime/thread_pool.h"
 
+namespace bgevl {
+
+torch::ScalarType default_dtype(const torch::Device& device) {
+  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+}
+
+}  // namespace bgevl
+
 namespace bgevl::models {
 
 void check_dtype(torch::ScalarType dtype, const torch::Device& device) {
@@ -15,6 +23,18 @@ void check_dtype(torch::ScalarType dtype, const torch::Device& device) {
   BGEVL_CHECK_ARG(!(dtype == torch::kFloat16 && device.is_cpu()),
                   "float16 runs on CUDA only (libtorch's CPU kernels have no float16 matrix "
                   "products): on the CPU use bfloat16 or float32");
+}
+
+torch::ScalarType load_dtype(const LoadOptions& options) {
+  const auto dtype =
+      options.dtype == torch::ScalarType::Undefined ? default_dtype(options.device) : options.dtype;
+  // The float32 parity mode on CUDA: no TF32 in cuBLAS and cuDNN (the patch convolution),
+  // whatever the process set before (libtorch's default lets cuDNN use TF32).
+  if (dtype == torch::kFloat32 && options.device.is_cuda()) {
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+  }
+  return dtype;
 }
 
 Checkpoint resolve_checkpoint(const std::string& path_or_id, const LoadOptions& options) {
@@ -35,7 +55,7 @@ Checkpoint resolve_checkpoint(const std::string& path_or_id, const LoadOptions& 
 Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& options,
                            Family family) {
   runtime::after_fork_fixups();
-  check_dtype(options.dtype, options.device);
+  check_dtype(load_dtype(options), options.device);
   auto c = resolve_checkpoint(path_or_id, options);
   const auto& found = detect(c.config_json);
   BGEVL_CHECK_ARG(found.family == family, c.config_json, " is a ", found.title, " checkpoint, not ",

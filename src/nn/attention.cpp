@@ -8,13 +8,16 @@
 
 #define BGEVL_HAS_SDPA \
   (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
+// Grouped-query attention inside scaled_dot_product_attention (no K/V copies): libtorch 2.5+.
+#define BGEVL_HAS_SDPA_GQA \
+  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
 
 namespace bgevl::nn {
 
 namespace {
 
 // [B, Hkv, L, d] -> [B, Hkv * n_rep, L, d], each key-value head repeated for its query heads.
-torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
+[[maybe_unused]] torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
   if (n_rep == 1) return x;
   const auto B = x.size(0), H = x.size(1), L = x.size(2), D = x.size(3);
   return x.unsqueeze(2).expand({B, H, n_rep, L, D}).reshape({B, H * n_rep, L, D});
@@ -27,14 +30,23 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention: q, k, v must be 4-D");
   TORCH_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0,
               "attention: query heads must be a multiple of key-value heads");
-  const auto kr = repeat_kv(k, q.size(1) / k.size(1));
-  const auto vr = repeat_kv(v, q.size(1) / v.size(1));
 #if BGEVL_HAS_SDPA
   c10::optional<at::Tensor> m;
-  if (mask.defined()) m = mask;
+  const bool is_causal = spec.causal && q.size(2) == k.size(2);
+  if (mask.defined() && !is_causal) m = mask;
   const double scale = spec.divisor > 0 ? 1.0 / spec.divisor : spec.scale;
-  return at::scaled_dot_product_attention(q, kr, vr, m, 0.0, false, scale);
+#if BGEVL_HAS_SDPA_GQA
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, is_causal, scale,
+                                          /*enable_gqa=*/q.size(1) != k.size(1));
 #else
+  return at::scaled_dot_product_attention(q, repeat_kv(k, q.size(1) / k.size(1)),
+                                          repeat_kv(v, q.size(1) / v.size(1)), m, 0.0, is_causal,
+                                          scale);
+#endif
+#else
+  TORCH_CHECK(mask.defined() || !spec.causal, "attention: the eager path needs the causal mask");
+  const auto kr = repeat_kv(k, q.size(1) / k.size(1));
+  const auto vr = repeat_kv(v, q.size(1) / v.size(1));
   const int64_t Lq = q.size(2), chunk = 512;
   const auto kt = kr.transpose(-1, -2);
   std::vector<torch::Tensor> parts;

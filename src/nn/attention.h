@@ -15,6 +15,10 @@ struct AttentionSpec {
   // Eager path: softmax in float32, then back to q's dtype (transformers Mistral); else in q's
   // dtype (transformers CLIP). The same for float32 inputs.
   bool softmax_in_float32 = false;
+  // The mask is the causal one (key j visible to query i iff j <= i) and nothing else: with
+  // scaled_dot_product_attention and as many queries as keys, is_causal replaces it (the fused
+  // kernels take no dense mask).
+  bool causal = false;
 };
 
 // softmax(scores + mask) v. q: [B, Hq, Lq, d]; k, v: [B, Hkv, L, d] with Hq a multiple of Hkv

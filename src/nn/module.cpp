@@ -19,6 +19,61 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : dim_(dim), eps_(eps) {
   bias = declare("bias", {dim});
 }
 
+void FusedLinear::fuse(ModuleBase& owner, const std::string& name) {
+  if (fused()) return;
+  const auto& parts = parts_;
+  for (auto* p : parts)  // a block the checkpoint did not fill (unused layers) stays as it is
+    if (!p->weight.defined() || p->weight.numel() == 0) return;
+  offsets_.assign(1, 0);
+  std::vector<torch::Tensor> w, b;
+  for (auto* p : parts) {
+    TORCH_CHECK(p->weight.dim() == 2 && p->weight.size(1) == parts[0]->weight.size(1),
+                "fuse: the parts of ", name, " must share their input size");
+    TORCH_CHECK(p->bias.defined() == parts[0]->bias.defined(), "fuse: ", name,
+                " mixes parts with and without biases");
+    w.push_back(p->weight);
+    if (p->bias.defined()) b.push_back(p->bias);
+    offsets_.push_back(offsets_.back() + p->weight.size(0));
+  }
+  weight_ = owner.register_parameter(name + "_weight", torch::cat(w, 0), /*requires_grad=*/false);
+  if (!b.empty())
+    bias_ = owner.register_parameter(name + "_bias", torch::cat(b, 0), /*requires_grad=*/false);
+  for (auto* p : parts) {  // the fused copy is the only one now
+    p->weight.set_data(torch::empty({0}, p->weight.options()));
+    if (p->bias.defined()) p->bias.set_data(torch::empty({0}, p->bias.options()));
+  }
+}
+
+torch::Tensor FusedLinear::forward(const torch::Tensor& x, size_t first, size_t last) const {
+  if (!fused()) {
+    std::vector<torch::Tensor> outs;
+    for (size_t i = first; i < last; ++i) outs.push_back(parts_[i]->forward(x));
+    return outs.size() == 1 ? outs[0] : torch::cat(outs, -1);
+  }
+  const int64_t a = offsets_[first], n = offsets_[last] - a;
+  const bool all = a == 0 && n == weight_.size(0);
+  return torch::linear(x, all ? weight_ : weight_.narrow(0, a, n),
+                       !bias_.defined() ? bias_ : (all ? bias_ : bias_.narrow(0, a, n)));
+}
+
+std::vector<torch::Tensor> FusedLinear::split(const torch::Tensor& x, size_t first,
+                                              size_t last) const {
+  std::vector<torch::Tensor> out;
+  if (!fused()) {
+    for (size_t i = first; i < last; ++i) out.push_back(parts_[i]->forward(x));
+    return out;
+  }
+  const auto y = forward(x, first, last);
+  for (size_t i = first; i < last; ++i)
+    out.push_back(y.narrow(-1, offsets_[i] - offsets_[first], offsets_[i + 1] - offsets_[i]));
+  return out;
+}
+
+void fuse_projections(torch::nn::Module& root) {
+  for (const auto& m : root.modules(/*include_self=*/true))
+    if (auto* b = dynamic_cast<ModuleBase*>(m.get())) b->fuse();
+}
+
 std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name) {
   if (name == "quick_gelu")
     return [](const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); };
@@ -48,6 +103,7 @@ GatedMlpImpl::GatedMlpImpl(int64_t hidden, int64_t inner) {
   gate_proj = register_module("gate_proj", Linear(hidden, inner, false));
   up_proj = register_module("up_proj", Linear(hidden, inner, false));
   down_proj = register_module("down_proj", Linear(inner, hidden, false));
+  gate_up_ = FusedLinear({gate_proj.get(), up_proj.get()});
 }
 
 }  // namespace bgevl::nn

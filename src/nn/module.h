@@ -15,6 +15,9 @@ namespace bgevl::nn {
 class ModuleBase : public torch::nn::Module {
  public:
   const std::map<std::string, std::vector<int64_t>>& declared() const { return declared_; }
+  // Called once after the checkpoint is loaded (fuse_projections): blocks that compute several
+  // projections of the same input concatenate their weights here.
+  virtual void fuse() {}
 
  protected:
   // Registers an (empty) parameter `name` that the checkpoint must provide with `shape`.
@@ -32,6 +35,27 @@ class LinearImpl : public ModuleBase {
   torch::Tensor weight, bias;
 };
 TORCH_MODULE(Linear);
+
+// Linear layers over the same input computed as one matrix product (fused Q/K/V, gate/up): fuse()
+// concatenates the parts' weights (and biases) along the output dimension into one parameter of
+// `owner` and empties the parts' own tensors, so nothing is held twice and owner.to(...) moves
+// the fused weights. Until then (a module built without a checkpoint) the parts compute alone.
+class FusedLinear {
+ public:
+  FusedLinear() = default;
+  explicit FusedLinear(std::vector<LinearImpl*> parts) : parts_(std::move(parts)) {}
+  void fuse(ModuleBase& owner, const std::string& name);
+  bool fused() const { return weight_.defined() && weight_.numel() > 0; }
+  // The outputs of parts [first, last) on x, concatenated along the last dimension.
+  torch::Tensor forward(const torch::Tensor& x, size_t first, size_t last) const;
+  // The output of each part [first, last), as views of one product.
+  std::vector<torch::Tensor> split(const torch::Tensor& x, size_t first, size_t last) const;
+
+ private:
+  torch::Tensor weight_, bias_;
+  std::vector<LinearImpl*> parts_;
+  std::vector<int64_t> offsets_;  // row offset of each part, and the total at the end
+};
 
 class LayerNormImpl : public ModuleBase {
  public:
@@ -90,10 +114,18 @@ class GatedMlpImpl : public ModuleBase {
  public:
   GatedMlpImpl(int64_t hidden, int64_t inner);
   torch::Tensor forward(const torch::Tensor& x) const {
-    return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+    const auto gu = gate_up_.split(x, 0, 2);
+    return down_proj->forward(torch::silu(gu[0]) * gu[1]);
   }
+  void fuse() override { gate_up_.fuse(*this, "gate_up_proj_fused"); }
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  FusedLinear gate_up_;
 };
+
+// ModuleBase::fuse on every module under root (after loading a checkpoint).
+void fuse_projections(torch::nn::Module& root);
 TORCH_MODULE(GatedMlp);
 
 }  // namespace bgevl::nn

@@ -157,6 +157,20 @@ torch::Tensor l2_normalize(const torch::Tensor& x) {
   return f / f.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
 }
 
+torch::Tensor pixels_from_crops(const torch::Tensor& crops, const torch::Tensor& table) {
+  BGEVL_CHECK_ARG(crops.dim() == 4 && crops.scalar_type() == torch::kByte,
+                  "pixels_from_crops: crops must be [N, C, H, W] uint8, got ", crops.sizes(), " ",
+                  crops.scalar_type());
+  const int64_t C = crops.size(1);
+  BGEVL_CHECK_ARG(
+      table.dim() == 1 && table.numel() == C * 256 && table.scalar_type() == torch::kFloat32,
+      "pixels_from_crops: the table must be [", C * 256, "] float32, got ", table.sizes());
+  const auto offsets =
+      torch::arange(C, crops.options().dtype(torch::kInt)).mul_(256).view({1, C, 1, 1});
+  const auto index = crops.to(torch::kInt).add_(offsets);
+  return table.to(crops.device()).index_select(0, index.view({-1})).view(crops.sizes());
+}
+
 }  // namespace bgevl::runtime
 
 namespace bgevl {

@@ -38,4 +38,10 @@ std::vector<EmbedItem> zip_items(const std::vector<std::optional<ImageInput>>& i
 // F.normalize(x, dim=-1) in float32.
 torch::Tensor l2_normalize(const torch::Tensor& x);
 
+// Pixel values from uint8 crops, on the crops' device: out[n][c][i] = table[c * 256 +
+// crops[n][c][i]] for [N, C, H, W] uint8 crops and a [C * 256] float32 table
+// (vision::clip_pixel_table): the same floats the host path writes, bit for bit, with a quarter of
+// the bytes to copy to the device.
+torch::Tensor pixels_from_crops(const torch::Tensor& crops, const torch::Tensor& table);
+
 }  // namespace bgevl::runtime

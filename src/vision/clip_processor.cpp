@@ -76,7 +76,20 @@ ClipImageConfig load_clip_image_config(const std::string& path) {
   return c;
 }
 
-void clip_preprocess(const Image& im, const ClipImageConfig& cfg, float* out) {
+std::array<float, 3 * 256> clip_pixel_table(const ClipImageConfig& cfg) {
+  std::array<float, 3 * 256> lut{};
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) {
+      float x = cfg.do_rescale ? static_cast<float>(double(v) * cfg.rescale_factor)
+                               : static_cast<float>(v);
+      if (cfg.do_normalize) x = (x - cfg.mean[size_t(c)]) / cfg.std[size_t(c)];
+      lut[size_t(c) * 256 + size_t(v)] = x;
+    }
+  }
+  return lut;
+}
+
+void clip_preprocess_u8(const Image& im, const ClipImageConfig& cfg, uint8_t* out) {
   BGEVL_CHECK_ARG(out != nullptr, "clip_preprocess: null output buffer");
   BGEVL_CHECK_ARG(cfg.resample == 3,
                   "clip_preprocess: only resample=3 (bicubic) is supported, got ", cfg.resample);
@@ -125,33 +138,40 @@ void clip_preprocess(const Image& im, const ClipImageConfig& cfg, float* out) {
                           window.data(), size_t(nx) * 3);
   }
 
-  // rescale + normalize as a per-channel table over the 256 byte values.
-  float lut[3][256];
-  for (int c = 0; c < 3; ++c) {
-    for (int v = 0; v < 256; ++v) {
-      float x = cfg.do_rescale ? static_cast<float>(double(v) * cfg.rescale_factor)
-                               : static_cast<float>(v);
-      if (cfg.do_normalize) x = (x - cfg.mean[size_t(c)]) / cfg.std[size_t(c)];
-      lut[c][v] = x;
-    }
-  }
+  // The crop as CHW bytes: the window's pixels, zeros where the crop lies outside the image.
   const size_t plane = size_t(ch) * size_t(cw);
   for (int c = 0; c < 3; ++c) {
-    float* o = out + size_t(c) * plane;
-    const float pad = lut[c][0];
+    uint8_t* o = out + size_t(c) * plane;
     for (int y = 0; y < ch; ++y) {
-      float* orow = o + size_t(y) * cw;
+      uint8_t* orow = o + size_t(y) * cw;
       const int sy = top + y;  // row in the resized image
       if (sy < y0 || sy >= y1) {
-        for (int x = 0; x < cw; ++x) orow[x] = pad;
+        std::memset(orow, 0, size_t(cw));
         continue;
       }
       const uint8_t* wrow = window.data() + size_t(sy - y0) * nx * 3 + c;
       const int xa = x0 - left, xb = x1 - left;  // crop columns covered by the window
-      for (int x = 0; x < xa; ++x) orow[x] = pad;
-      for (int x = xa; x < xb; ++x) orow[x] = lut[c][wrow[size_t(x - xa) * 3]];
-      for (int x = std::max(xa, xb); x < cw; ++x) orow[x] = pad;
+      for (int x = 0; x < xa; ++x) orow[x] = 0;
+      for (int x = xa; x < xb; ++x) orow[x] = wrow[size_t(x - xa) * 3];
+      for (int x = std::max(xa, xb); x < cw; ++x) orow[x] = 0;
     }
+  }
+}
+
+void clip_preprocess(const Image& im, const ClipImageConfig& cfg, float* out) {
+  BGEVL_CHECK_ARG(out != nullptr, "clip_preprocess: null output buffer");
+  const size_t n = 3 * size_t(std::max(cfg.crop_height, 0)) * size_t(std::max(cfg.crop_width, 0));
+  thread_local std::vector<uint8_t> crop;
+  crop.resize(n);
+  clip_preprocess_u8(im, cfg, crop.data());
+  // rescale + normalize as a per-channel table over the 256 byte values.
+  const auto lut = clip_pixel_table(cfg);
+  const size_t plane = n / 3;
+  for (size_t c = 0; c < 3; ++c) {
+    const float* t = lut.data() + c * 256;
+    const uint8_t* src = crop.data() + c * plane;
+    float* o = out + c * plane;
+    for (size_t i = 0; i < plane; ++i) o[i] = t[src[i]];
   }
 }
 

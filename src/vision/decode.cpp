@@ -8,7 +8,9 @@
 // PNG section): every colour type and bit depth gives PIL's mode and pixels, and libpng never
 // prints anything. BMP, WebP and TIFF go through OpenCV's imdecode (IMREAD_UNCHANGED, orientation
 // ignored); the PIL mode is recovered from the BMP header where OpenCV loses it (palette and bit
-// fields). All OpenCV/libjpeg/libpng use is confined to this file.
+// fields). All OpenCV/libjpeg/libpng use is confined to this file. JPEG and PNG need only libjpeg
+// and libpng (BGEVL_WITH_DECODING, every build that has them, the GPU build included); OpenCV
+// (BGEVL_WITH_OPENCV) adds BMP, WebP and TIFF.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -24,11 +26,9 @@
 #include "io/file.h"
 #include "vision/image.h"
 
-#ifdef BGEVL_WITH_OPENCV
+#ifdef BGEVL_WITH_DECODING
 #include <csetjmp>
 #include <cstdio>
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "vision/decode_detail.h"
 
@@ -36,6 +36,10 @@ extern "C" {
 #include <jerror.h>
 #include <jpeglib.h>
 }
+#ifdef BGEVL_WITH_OPENCV
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#endif
 #ifdef BGEVL_WITH_LIBTIFF
 #include <tiffio.h>
 
@@ -46,21 +50,21 @@ extern "C" {
 
 namespace bgevl::vision {
 
-#ifndef BGEVL_WITH_OPENCV
+#ifndef BGEVL_WITH_DECODING
 
 Image decode_file(const std::string& path) {
   throw Error("cannot decode image '" + path +
-              "': this build of bgevl has no image decoding (built with BGEVL_WITH_OPENCV=OFF); "
-              "pass decoded pixels instead");
+              "': this build of bgevl has no image decoding (built without libjpeg/libpng, "
+              "BGEVL_WITH_DECODING=OFF); pass decoded pixels instead");
 }
 
 Image decode_bytes(const uint8_t*, size_t, const std::string& name) {
   throw Error("cannot decode image '" + name +
-              "': this build of bgevl has no image decoding (built with BGEVL_WITH_OPENCV=OFF); "
-              "pass decoded pixels instead");
+              "': this build of bgevl has no image decoding (built without libjpeg/libpng, "
+              "BGEVL_WITH_DECODING=OFF); pass decoded pixels instead");
 }
 
-#else  // BGEVL_WITH_OPENCV
+#else  // BGEVL_WITH_DECODING
 
 namespace {
 
@@ -184,6 +188,7 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name) {
   return out;
 }
 
+#ifdef BGEVL_WITH_OPENCV
 // ---- OpenCV-decoded formats ------------------------------------------------------------------
 
 cv::Mat cv_decode(const uint8_t* data, size_t size) {
@@ -335,6 +340,8 @@ Image decode_with_opencv(const uint8_t* data, size_t size, Format f, const Image
   return from_cv(m8, mode, name);
 }
 
+#endif  // BGEVL_WITH_OPENCV
+
 #ifdef BGEVL_WITH_LIBTIFF
 // libtiff reading from memory.
 struct MemTiff {
@@ -418,14 +425,27 @@ Image decode_bytes(const uint8_t* data, size_t size, const std::string& name) {
       return decode_jpeg(data, size, name);
     case Format::Png:
       return decode_png(data, size, name);
+#ifdef BGEVL_WITH_OPENCV
     case Format::Bmp:
     case Format::WebP:
       return decode_with_opencv(data, size, f, header, name);
+#endif
     case Format::Tiff:
 #ifdef BGEVL_WITH_LIBTIFF
       if (auto cmyk = decode_tiff_cmyk(data, size, name)) return std::move(*cmyk);
 #endif
+#ifdef BGEVL_WITH_OPENCV
       return decode_with_opencv(data, size, f, header, name);
+#else
+      [[fallthrough]];
+    case Format::Bmp:
+    case Format::WebP: {
+      const std::string kind = f == Format::Bmp ? "BMP" : (f == Format::WebP ? "WebP" : "TIFF");
+      fail(name, kind +
+                     " images need OpenCV, which this build of bgevl was built without "
+                     "(BGEVL_WITH_OPENCV=OFF; it decodes JPEG and PNG)");
+    }
+#endif
     case Format::Gif:
       fail(name, "GIF images are not supported (supported: JPEG, PNG, BMP, WebP, TIFF)");
     case Format::Unknown:
@@ -440,6 +460,6 @@ Image decode_file(const std::string& path) {
   return decode_bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
 }
 
-#endif  // BGEVL_WITH_OPENCV
+#endif  // BGEVL_WITH_DECODING
 
 }  // namespace bgevl::vision

@@ -1,5 +1,5 @@
 // Internals shared by the image decoders (decode.cpp, decode_png.cpp; built only with
-// BGEVL_WITH_OPENCV, the decoders' libraries come with that option) and the header probe
+// BGEVL_WITH_DECODING, the decoders' libraries come with that option) and the header probe
 // (probe.cpp, every build: it uses the byte readers only).
 #pragma once
 

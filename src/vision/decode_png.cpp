@@ -1,5 +1,5 @@
 // PNG decoding with PIL 9.4's PngImagePlugin semantics, through libpng (see decode.cpp's header).
-#ifdef BGEVL_WITH_OPENCV
+#ifdef BGEVL_WITH_DECODING
 #include <png.h>
 #include <zlib.h>
 
@@ -584,4 +584,4 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
 
 }  // namespace bgevl::vision::decode_detail
 
-#endif  // BGEVL_WITH_OPENCV
+#endif  // BGEVL_WITH_DECODING

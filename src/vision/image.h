@@ -91,5 +91,11 @@ ClipImageConfig load_clip_image_config(const std::string& preprocessor_config_js
 // CLIPImageProcessor on one image: RGB, shortest-edge resize, centre crop, rescale, normalise.
 // Writes 3 * crop_height * crop_width floats, CHW, equal to transformers' pixel_values.
 void clip_preprocess(const Image& im, const ClipImageConfig& cfg, float* out);
+// The same in two steps, for pipelines that normalise on the device: the centre crop as
+// 3 * crop_height * crop_width bytes, CHW (zeros where the crop lies outside the image), and the
+// per-channel table (rescale + normalise of each byte value, channel c at c * 256) that turns
+// them into exactly clip_preprocess's floats: out[c][i] = table[c * 256 + crop[c][i]].
+void clip_preprocess_u8(const Image& im, const ClipImageConfig& cfg, uint8_t* out);
+std::array<float, 3 * 256> clip_pixel_table(const ClipImageConfig& cfg);
 
 }  // namespace bgevl::vision

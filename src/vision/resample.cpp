@@ -17,7 +17,9 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -65,6 +67,34 @@ inline unsigned muldiv255(unsigned a, unsigned b) {
 
 inline uint8_t clip8i(int v) { return static_cast<uint8_t>(v <= 0 ? 0 : (v < 256 ? v : 255)); }
 
+// ---- SIMD dispatch -----------------------------------------------------------------------------
+
+bool cpu_has_avx2() {
+#if defined(BGEVL_RESAMPLE_AVX2)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2");
+#else
+  return false;
+#endif
+}
+
+bool simd_disabled_by_env() {
+  const char* v = std::getenv("BGEVL_NO_SIMD");
+  return v != nullptr && v[0] != '\0' && !(v[0] == '0' && v[1] == '\0');
+}
+
+bool simd_available_once() {
+  static const bool available = cpu_has_avx2();
+  return available;
+}
+
+std::atomic<bool>& simd_flag() {
+  static std::atomic<bool> flag{simd_available_once() && !simd_disabled_by_env()};
+  return flag;
+}
+
+inline bool use_simd() { return simd_flag().load(std::memory_order_relaxed); }
+
 // ---- bicubic passes --------------------------------------------------------------------------
 
 template <int C>
@@ -93,6 +123,10 @@ void horizontal_pass_t(const uint8_t* in, int in_w, int row0, int rows, const Re
 
 void horizontal_pass(const uint8_t* in, int in_w, int channels, int row0, int rows,
                      const ResampleCoeffs& cx, int x0, int nx, uint8_t* out) {
+#if defined(BGEVL_RESAMPLE_AVX2)
+  if (channels >= 1 && channels <= 4 && use_simd())
+    return avx2::horizontal_pass(in, in_w, channels, row0, rows, cx, x0, nx, out);
+#endif
   switch (channels) {
     case 1:
       return horizontal_pass_t<1>(in, in_w, row0, rows, cx, x0, nx, out);
@@ -114,6 +148,11 @@ void horizontal_pass(const uint8_t* in, int in_w, int channels, int row0, int ro
 void vertical_pass(const uint8_t* in, size_t in_stride, size_t in_offset, int src_row0,
                    size_t row_len, const ResampleCoeffs& cy, int y0, int ny, uint8_t* out,
                    size_t out_stride, std::vector<int32_t>& acc) {
+#if defined(BGEVL_RESAMPLE_AVX2)
+  if (use_simd())
+    return avx2::vertical_pass(in, in_stride, in_offset, src_row0, row_len, cy, y0, ny, out,
+                               out_stride);
+#endif
   acc.resize(row_len);
   const int ksize = cy.ksize;
   for (int yy = 0; yy < ny; ++yy) {
@@ -227,6 +266,14 @@ void unpremultiply(Image& im) {
 }  // namespace
 
 // ---- public detail API (vision/resample_detail.h) --------------------------------------------
+
+bool simd_available() { return simd_available_once(); }
+
+bool simd_enabled() { return use_simd(); }
+
+void set_simd_enabled(bool on) {
+  simd_flag().store(on && simd_available_once(), std::memory_order_relaxed);
+}
 
 ResampleCoeffs precompute_bicubic_coeffs(int in_size, int out_size) {
   BGEVL_CHECK_ARG(in_size > 0 && out_size > 0, "resize: sizes must be positive (", in_size, " -> ",

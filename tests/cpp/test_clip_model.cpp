@@ -5,6 +5,7 @@
 
 #include "bgevl/bgevl.h"
 #include "io/safetensors.h"
+#include "runtime/inputs.h"
 #include "test_util.h"
 #include "vision/image.h"
 
@@ -149,6 +150,56 @@ TEST(ClipPixels, EqualReferenceForEveryImage) {
     ASSERT_EQ(got.sizes(), want.sizes());
     EXPECT_LE(max_abs_diff(got, want), kPixelTol);
   }
+}
+
+// The encode path stages uint8 crops and turns them into pixel values on the model's device with
+// the per-channel table: the same floats as the host path (pixel_values), bit for bit, on the
+// CPU and (when there is one) on CUDA.
+TEST(ClipPixels, DeviceSideNormalisationIsBitIdentical) {
+  const auto cfg =
+      vision::load_clip_image_config(fixtures("clip/tiny-fp16-quickgelu/preprocessor_config.json"));
+  ClipEmbedder m(fixtures("clip/tiny-fp16-quickgelu"));
+  const auto lut = vision::clip_pixel_table(cfg);
+  const auto table = torch::from_blob(const_cast<float*>(lut.data()), {768}, torch::kFloat32);
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(fixtures("images"))) {
+    const auto name = e.path().filename().string();
+    if (name.find(".jpg") == std::string::npos && name.find(".png") == std::string::npos) continue;
+    SCOPED_TRACE(name);
+    const auto want = m.pixel_values({ImageInput::path(e.path().string())});
+    auto crop = torch::empty({1, 3, cfg.crop_height, cfg.crop_width}, torch::kByte);
+    vision::clip_preprocess_u8(vision::decode_file(e.path().string()), cfg,
+                               crop.data_ptr<uint8_t>());
+    EXPECT_TRUE(torch::equal(runtime::pixels_from_crops(crop, table), want));
+    if (torch::cuda::is_available()) {
+      const auto got = runtime::pixels_from_crops(crop.to(torch::kCUDA), table.to(torch::kCUDA));
+      EXPECT_TRUE(got.is_cuda());
+      EXPECT_TRUE(torch::equal(got.cpu(), want));
+    }
+    ++n;
+  }
+  EXPECT_GE(n, 5);
+  // bad shapes and types are errors, not wrong pixels
+  EXPECT_THROW(runtime::pixels_from_crops(torch::zeros({3, 4, 4}, torch::kByte), table),
+               InvalidArgumentError);
+  EXPECT_THROW(runtime::pixels_from_crops(torch::zeros({1, 3, 4, 4}), table), InvalidArgumentError);
+  EXPECT_THROW(
+      runtime::pixels_from_crops(torch::zeros({1, 3, 4, 4}, torch::kByte), table.narrow(0, 0, 256)),
+      InvalidArgumentError);
+}
+
+// encode's texts go through the causal mask alone (right padding, the fast attention path);
+// get_text_features with the tokenizer's mask through the dense causal + padding mask: the same
+// features, bit for bit on the CPU.
+TEST(ClipText, EncodePathEqualsTheDenseMaskPath) {
+  ClipEmbedder m(fixtures("clip/tiny-fp16-quickgelu"));
+  const std::vector<std::string> texts = {"a", "a photo of a cat sitting on a mat", "two dogs",
+                                          "make the background dark and the sky a bit bluer"};
+  EncodeOptions o;
+  o.normalize = false;
+  const auto a = m.encode({}, texts, o);
+  const auto b = m.get_text_features(m.tokenize(texts));
+  EXPECT_TRUE(torch::equal(a, b.to(torch::kFloat32))) << max_abs_diff(a, b);
 }
 
 TEST(ClipPixels, BytesAndPixelInputsMatchPaths) {
@@ -300,5 +351,11 @@ TEST(ClipEmbedderApi, DtypeAndDevice) {
   EXPECT_THROW(m.to(torch::kCPU, torch::kFloat16), InvalidArgumentError);
   EXPECT_EQ(m.dtype(), torch::kFloat32);
   EXPECT_THROW(parse_dtype("int8"), InvalidArgumentError);
+  // the default dtype: float32 on the CPU (exact), bfloat16 on CUDA
+  EXPECT_EQ(parse_dtype("default"), torch::ScalarType::Undefined);
+  EXPECT_EQ(LoadOptions().dtype, torch::ScalarType::Undefined);
+  EXPECT_EQ(default_dtype(torch::kCPU), torch::kFloat32);
+  EXPECT_EQ(default_dtype(torch::Device(torch::kCUDA, 0)), torch::kBFloat16);
+  EXPECT_EQ(ClipEmbedder(fixtures("clip/tiny-fp16-quickgelu")).dtype(), torch::kFloat32);
   EXPECT_THROW(parse_device("tpu"), InvalidArgumentError);
 }

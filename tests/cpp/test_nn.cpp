@@ -4,6 +4,8 @@
 // the LLaVA-NeXT projector. Instantiated per device; the CUDA instance skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "io/safetensors.h"
 #include "models/clip/model.h"
 #include "models/llava_next/mistral.h"
@@ -210,6 +212,98 @@ TEST_P(Blocks, MistralMlpAndDecoderLayer) {
   expect_close(layer->forward(in("hidden_states"), mask,
                               rope->forward(in("position_ids"), torch::kFloat32), false),
                out("hidden_states"));
+}
+
+// Q/K/V and gate/up as one product each (fused after loading, as the embedders do): the same
+// results against the transformers fixtures, the parts' own tensors freed, and the fused weights
+// follow the module through to().
+TEST_P(Blocks, FusedProjectionsMatchTheFixtures) {
+  c10::InferenceMode guard;
+  open("clip_attention_causal_padding");
+  clip::Attention attn(cfg("hidden_size"), cfg("num_attention_heads"));
+  load(*attn);
+  nn::fuse_projections(*attn);
+  EXPECT_EQ(attn->q_proj->weight.numel(), 0);
+  EXPECT_EQ(attn->v_proj->bias.numel(), 0);
+  const auto mask = in("causal_attention_mask") + in("attention_mask_4d");
+  const auto want = out("attn_output");
+  expect_close(attn->forward(in("hidden_states"), mask), want);
+  const auto rows =
+      torch::tensor({8, 0, 2}, torch::TensorOptions().dtype(torch::kLong).device(device()));
+  expect_close(
+      attn->forward(in("hidden_states"),
+                    mask.index({torch::arange(3, rows.options()), torch::indexing::Slice(), rows})
+                        .unsqueeze(2),
+                    rows),
+      want.index({torch::arange(3), rows.cpu()}).unsqueeze(1));
+  const auto params = attn->named_parameters();
+  ASSERT_TRUE(params.contains("qkv_proj_fused_weight"));
+  EXPECT_EQ(params["qkv_proj_fused_weight"].size(0), 3 * cfg("hidden_size"));
+  attn->to(torch::kBFloat16);
+  EXPECT_EQ(attn->named_parameters()["qkv_proj_fused_weight"].scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(attn->forward(in("hidden_states").to(torch::kBFloat16), {}).scalar_type(),
+            torch::kBFloat16);
+
+  open("mistral_attention_gqa");
+  const auto c = mistral_config();
+  llava_next::MistralAttention mattn(c);
+  load(*mattn);
+  nn::fuse_projections(*mattn);
+  EXPECT_EQ(mattn->k_proj->weight.numel(), 0);
+  nn::RotaryEmbedding rope(c.head_dim, c.rope_theta);
+  rope->to(device());
+  const auto tables = rope->forward(in("position_ids"), torch::kFloat32);
+  const auto mmask = llava_next::causal_mask(in("attention_mask"), 0, torch::kFloat32);
+  const auto mwant = out("attn_output");
+  expect_close(mattn->forward(in("hidden_states"), mmask, tables, false), mwant);
+  expect_close(mattn->forward(in("hidden_states"), mmask, tables, true),
+               mwant.narrow(1, mwant.size(1) - 1, 1));
+
+  open("mistral_mlp");
+  nn::GatedMlp mlp(cfg("hidden_size"), cfg("intermediate_size"));
+  load(*mlp);
+  nn::fuse_projections(*mlp);
+  EXPECT_EQ(mlp->gate_proj->weight.numel(), 0);
+  EXPECT_EQ(mlp->up_proj->weight.numel(), 0);
+  expect_close(mlp->forward(in("hidden_states")), out("hidden_states"));
+}
+
+// CLIP text with right padding: the causal mask alone ([1, 1, L, L], causal) gives the pooled
+// rows of the dense causal + padding mask exactly (no position up to the end of text sees a pad).
+TEST_P(Blocks, ClipCausalOnlyMaskEqualsTheDenseMaskForRightPadding) {
+  c10::InferenceMode guard;
+  open("clip_encoder_layer_masked");
+  clip::EncoderLayer layer(clip_config());
+  load(*layer);
+  clip::Encoder enc(clip_config());  // one layer: the fixture's
+  auto params = enc->named_parameters();
+  for (const auto& p : layer->named_parameters()) params["layers.0." + p.key()].set_data(p.value());
+  const auto x = in("hidden_states");
+  const int64_t B = x.size(0), L = x.size(1);
+  const auto opts = torch::TensorOptions().device(device());
+  // right padding: row b has L - b real tokens (at least 1)
+  auto keep = torch::ones({B, L}, opts.dtype(torch::kBool));
+  for (int64_t b = 0; b < B; ++b)
+    if (b > 0)
+      keep[b].narrow(0, std::max<int64_t>(1, L - b), L - std::max<int64_t>(1, L - b)).fill_(false);
+  const auto causal = torch::ones({L, L}, opts.dtype(torch::kBool)).tril().view({1, 1, L, L});
+  const auto inf = -std::numeric_limits<float>::infinity();
+  const auto dense =
+      torch::zeros({B, 1, L, L}, opts)
+          .masked_fill(causal.logical_and(keep.view({B, 1, 1, L})).logical_not(), inf);
+  const auto alone = torch::zeros({1, 1, L, L}, opts).masked_fill(causal.logical_not(), inf);
+  const auto last = keep.sum(1).sub(1);  // the last real position of each row
+  // exact on the CPU (the same arithmetic on every row that counts); CUDA: other kernels
+  const double tol = device().is_cpu() ? 0.0 : 1e-5;
+  // a layer before the last: every row up to the end of text
+  const auto full_a = layer->forward(x, dense), full_b = layer->forward(x, alone, {}, true);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = last[b].item<int64_t>() + 1;
+    EXPECT_LE(max_abs_diff(full_a[b].narrow(0, 0, n), full_b[b].narrow(0, 0, n)), tol) << b;
+  }
+  // the last layer: the pooled rows only
+  const auto a = enc->forward(x, dense, -1, last), b = enc->forward(x, alone, -1, last, true);
+  EXPECT_LE(max_abs_diff(a, b), tol);
 }
 
 TEST_P(Blocks, LlavaProjector) {

@@ -175,6 +175,37 @@ TEST(Engine, PrefetchingGivesTheSameRowsAndErrors) {
   set_num_threads(0);
 }
 
+// Cancelling: a progress callback that throws (Python: KeyboardInterrupt, or any exception) stops
+// the encode after the batch it reports, with the prefetch of the next batch settled first, and
+// the exception reaches the caller as it was thrown.
+TEST(Engine, AThrowingProgressCallbackCancelsTheEncode) {
+  set_num_threads(2);
+  struct Cancelled : std::runtime_error {
+    Cancelled() : std::runtime_error("cancelled by the caller") {}
+  };
+  const auto items = texts_of_lengths({9, 1, 5, 3, 8, 2, 7, 4, 6, 1, 3, 3, 2});
+  for (bool prefetch : {false, true}) {
+    SCOPED_TRACE(prefetch);
+    Echo echo;
+    echo.prefetch_on = prefetch;
+    EncodeOptions o;
+    o.batch_size = 3;
+    int calls = 0;
+    o.progress = [&](int64_t done, int64_t) {
+      if (++calls == 2) throw Cancelled();
+    };
+    EXPECT_THROW(runtime::encode(echo, items, o), Cancelled);
+    EXPECT_EQ(echo.ran, 2);                      // batches 0 and 1, then no more
+    EXPECT_LE(echo.prepared, prefetch ? 3 : 2);  // at most the one batch already in flight
+    // the model is usable afterwards
+    o.progress = nullptr;
+    Echo again;
+    again.prefetch_on = prefetch;
+    EXPECT_EQ(runtime::encode(again, items, o).size(0), 13);
+  }
+  set_num_threads(0);
+}
+
 TEST(Engine, ChecksEveryItemBeforeComputing) {
   Echo echo;
   std::vector<EmbedItem> items(6, EmbedItem("x"));

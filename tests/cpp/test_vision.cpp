@@ -67,6 +67,212 @@ TEST(VisionResize, CoefficientsSumToOneAndRejectBadSizes) {
   EXPECT_THROW(resize_bicubic(broken, 8, 8), bgevl::InvalidArgumentError);
 }
 
+// ---- the AVX2 passes against the scalar ones ---------------------------------------------------
+
+namespace {
+
+// Switches the AVX2 resampler on or off for a scope; restores the previous state.
+struct SimdScope {
+  bool before = simd_enabled();
+  explicit SimdScope(bool on) { set_simd_enabled(on); }
+  ~SimdScope() { set_simd_enabled(before); }
+};
+
+// resize_bicubic_window with the scalar passes and with the AVX2 ones.
+std::pair<std::vector<uint8_t>, std::vector<uint8_t>> window_both(const Image& im, int ow, int oh,
+                                                                  int x0, int y0, int nx, int ny,
+                                                                  size_t pad = 0) {
+  std::pair<std::vector<uint8_t>, std::vector<uint8_t>> r;
+  const size_t stride = size_t(nx) * im.channels + pad;
+  for (bool on : {false, true}) {
+    SimdScope scope(on);
+    EXPECT_EQ(simd_enabled(), on);
+    auto& out = on ? r.second : r.first;
+    out.assign(stride * size_t(ny), 0xA5);
+    resize_bicubic_window(im.data.data(), im.width, im.height, im.channels, ow, oh, x0, y0, nx, ny,
+                          out.data(), stride);
+  }
+  return r;
+}
+
+Image random_mode_image(int w, int h, PilMode mode, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> px(size_t(w) * h * channels_of(mode));
+  for (auto& v : px) v = uint8_t(rng() & 0xFF);
+  return from_pixels(px.data(), h, w, mode);
+}
+
+#define REQUIRE_SIMD() \
+  if (!simd_available()) GTEST_SKIP() << "no AVX2 on this CPU (or not an x86-64 build)"
+
+}  // namespace
+
+TEST(VisionResampleSimd, DispatchSwitch) {
+  const bool before = simd_enabled();
+  set_simd_enabled(false);
+  EXPECT_FALSE(simd_enabled());
+  set_simd_enabled(true);
+  EXPECT_EQ(simd_enabled(), simd_available());
+  set_simd_enabled(before);
+  // Unless BGEVL_NO_SIMD asks otherwise, the AVX2 passes are the default where available.
+  const char* env = std::getenv("BGEVL_NO_SIMD");
+  if (env == nullptr || std::string(env).empty() || std::string(env) == "0") {
+    EXPECT_EQ(before, simd_available());
+  } else {
+    EXPECT_FALSE(before) << "BGEVL_NO_SIMD=" << env;
+  }
+}
+
+TEST(VisionResampleSimd, SmallWidthsAndHeightsEqualScalar) {
+  REQUIRE_SIMD();
+  std::mt19937 rng(11);
+  for (int w = 1; w <= 40; ++w)
+    for (int C : {1, 2, 3, 4}) {
+      const int h = 1 + int(rng() % 40);
+      const Image im = random_mode_image(w, h,
+                                         C == 1   ? PilMode::L
+                                         : C == 2 ? PilMode::LA
+                                         : C == 3 ? PilMode::RGB
+                                                  : PilMode::RGBA,
+                                         uint32_t(w * 7 + C));
+      for (auto [ow, oh] : {std::pair{1 + int(rng() % 40), 1 + int(rng() % 40)},
+                            {1 + int(rng() % 90), h},
+                            {w, 1 + int(rng() % 90)},
+                            {2 * w + 3, 1}}) {
+        if (ow == w && oh == h) continue;
+        const auto [scalar, simd] = window_both(im, ow, oh, 0, 0, ow, oh);
+        ASSERT_EQ(scalar, simd) << w << "x" << h << "x" << C << " -> " << ow << "x" << oh;
+      }
+    }
+}
+
+TEST(VisionResampleSimd, RealSizesEqualScalar) {
+  REQUIRE_SIMD();
+  struct S {
+    int iw, ih, ow, oh, C;
+  };
+  const S sizes[] = {
+      {640, 480, 298, 224, 3}, {480, 640, 224, 298, 3}, {1280, 960, 298, 224, 3},
+      {640, 480, 298, 224, 1}, {333, 517, 224, 347, 3}, {1001, 7, 13, 3, 3},
+      {97, 61, 224, 140, 3},   {17, 23, 671, 449, 1},   {1, 1, 224, 224, 3},
+      {1, 300, 7, 224, 3},     {300, 1, 224, 3, 1},     {2000, 3, 3, 2000, 3},
+      {640, 480, 640, 224, 3}, {640, 480, 298, 480, 3}, {523, 389, 224, 166, 4},
+      {389, 523, 166, 224, 2}, {4000, 9, 1, 9, 3},      {9, 4000, 9, 1, 1},
+  };
+  uint32_t seed = 0;
+  for (const S& s : sizes) {
+    const Image im = s.C == 3 && seed % 2 ? photo_like(s.iw, s.ih, seed)
+                                          : random_mode_image(s.iw, s.ih,
+                                                              s.C == 1   ? PilMode::L
+                                                              : s.C == 2 ? PilMode::LA
+                                                              : s.C == 3 ? PilMode::RGB
+                                                                         : PilMode::RGBA,
+                                                              seed);
+    ++seed;
+    const auto [scalar, simd] = window_both(im, s.ow, s.oh, 0, 0, s.ow, s.oh);
+    ASSERT_EQ(scalar, simd) << s.iw << "x" << s.ih << "x" << s.C << " -> " << s.ow << "x" << s.oh;
+  }
+}
+
+TEST(VisionResampleSimd, WindowsEqualScalar) {
+  REQUIRE_SIMD();
+  std::mt19937 rng(5);
+  for (int t = 0; t < 200; ++t) {
+    const int iw = 1 + int(rng() % 300), ih = 1 + int(rng() % 300);
+    const int ow = 1 + int(rng() % 300), oh = 1 + int(rng() % 300);
+    const int C = 1 + int(rng() % 4);
+    const Image im = random_mode_image(iw, ih,
+                                       C == 1   ? PilMode::L
+                                       : C == 2 ? PilMode::LA
+                                       : C == 3 ? PilMode::RGB
+                                                : PilMode::RGBA,
+                                       uint32_t(100 + t));
+    const int x0 = int(rng() % ow), y0 = int(rng() % oh);
+    const int nx = 1 + int(rng() % (ow - x0)), ny = 1 + int(rng() % (oh - y0));
+    const auto [scalar, simd] = window_both(im, ow, oh, x0, y0, nx, ny, t % 3 == 0 ? 5 : 0);
+    ASSERT_EQ(scalar, simd) << iw << "x" << ih << "x" << C << " -> " << ow << "x" << oh
+                            << " window " << x0 << "," << y0 << " " << nx << "x" << ny;
+  }
+  // The CLIP center crop of a 640x480 image.
+  const Image photo = photo_like(640, 480, 3);
+  const auto [scalar, simd] = window_both(photo, 298, 224, 37, 0, 224, 224);
+  EXPECT_EQ(scalar, simd);
+}
+
+TEST(VisionResampleSimd, PremultipliedAndClipPreprocessEqualScalar) {
+  REQUIRE_SIMD();
+  for (PilMode mode : {PilMode::L, PilMode::LA, PilMode::RGB, PilMode::RGBA}) {
+    const Image im = random_mode_image(203, 151, mode, 9);
+    std::vector<uint8_t> got[2];
+    for (bool on : {false, true}) {
+      SimdScope scope(on);
+      got[on] = resize_bicubic(im, 97, 311).data;
+    }
+    EXPECT_EQ(got[0], got[1]) << mode_name(mode);
+  }
+  ClipImageConfig cfg;
+  std::vector<float> pre[2];
+  for (auto [w, h] : {std::pair{640, 480}, {480, 640}, {1280, 960}, {100, 50}}) {
+    const Image im = photo_like(w, h, uint32_t(w));
+    for (bool on : {false, true}) {
+      SimdScope scope(on);
+      pre[on].assign(size_t(3) * cfg.crop_height * cfg.crop_width, -1.0f);
+      clip_preprocess(im, cfg, pre[on].data());
+    }
+    EXPECT_EQ(0, std::memcmp(pre[0].data(), pre[1].data(), pre[0].size() * sizeof(float)))
+        << w << "x" << h;
+  }
+}
+
+TEST(VisionResampleSimd, BothPathsMatchPillow) {
+  const auto cases = load_cases("resize_cases.bin");
+  for (bool on : {false, true}) {
+    SimdScope scope(on);
+    for (const Case& c : cases) {
+      if (c.op != 0) continue;
+      EXPECT_EQ(compare(resize_bicubic(c.in, c.out_w, c.out_h), c), "")
+          << c.name << (on ? " (AVX2)" : " (scalar)");
+    }
+  }
+}
+
+// Scalar vs AVX2 time of the passes (run with --gtest_also_run_disabled_tests).
+TEST(VisionResampleSimd, DISABLED_Throughput) {
+  REQUIRE_SIMD();
+  struct S {
+    const char* what;
+    int iw, ih, ow, oh, C, x0, nx;
+  };
+  const S cases[] = {
+      {"640x480 RGB -> 298x224, crop 224 (CLIP)", 640, 480, 298, 224, 3, 37, 224},
+      {"1280x960 RGB -> 298x224, crop 224 (CLIP)", 1280, 960, 298, 224, 3, 37, 224},
+      {"640x480 RGB -> 298x480 (horizontal only)", 640, 480, 298, 480, 3, 0, 298},
+      {"640x480 RGB -> 640x224 (vertical only)", 640, 480, 640, 224, 3, 0, 640},
+      {"640x480 L -> 298x224", 640, 480, 298, 224, 1, 0, 298},
+      {"224x224 RGB -> 672x672 (LLaVA-like upscale)", 224, 224, 672, 672, 3, 0, 672}};
+  for (const S& s : cases) {
+    const Image im = s.C == 3 ? photo_like(s.iw, s.ih, 1) : random_image(s.iw, s.ih, s.C, 1);
+    std::vector<uint8_t> out(size_t(s.nx) * s.oh * s.C);
+    double ms[2];
+    for (bool on : {false, true}) {
+      SimdScope scope(on);
+      double best = 1e30;
+      for (int rep = 0; rep < 5; ++rep) {
+        const int n = 20;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < n; ++i)
+          resize_bicubic_window(im.data.data(), s.iw, s.ih, s.C, s.ow, s.oh, s.x0, 0, s.nx, s.oh,
+                                out.data(), size_t(s.nx) * s.C);
+        const auto t1 = std::chrono::steady_clock::now();
+        best = std::min(best, 1e3 * std::chrono::duration<double>(t1 - t0).count() / n);
+      }
+      ms[on] = best;
+    }
+    std::printf("%-46s scalar %7.3f ms  avx2 %7.3f ms  x%.2f\n", s.what, ms[0], ms[1],
+                ms[0] / ms[1]);
+  }
+}
+
 TEST(VisionConvert, ToRgbMatchesPillow) {
   const auto cases = load_cases("resize_cases.bin");
   int n = 0;

@@ -255,6 +255,30 @@ inline bool decoding_available() {
   return available;
 }
 
+// Whether BMP, WebP and TIFF files decode too (they need OpenCV; JPEG and PNG do not).
+inline bool opencv_decoding_available() {
+  static const bool available = [] {
+    if (!decoding_available()) return false;
+    try {
+      decode_file(vision_fixture("rgb.bmp"));
+      return true;
+    } catch (const bgevl::Error& e) {
+      return std::string(e.what()).find("need OpenCV") == std::string::npos;
+    }
+  }();
+  return available;
+}
+
+// A file name whose format needs OpenCV.
+inline bool needs_opencv(const std::string& name) {
+  for (const char* ext : {".bmp", ".webp", ".tif", ".tiff"}) {
+    const std::string e(ext);
+    if (name.size() >= e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0)
+      return true;
+  }
+  return false;
+}
+
 }  // namespace bgevl::test::vision_util
 
 #define REQUIRE_DECODING() \

@@ -1,6 +1,7 @@
 // BGE-VL-CLIP's Embedder: the model card's encode on the batch engine, plus the processor and
 // get_text_features / get_image_features.
 
+#include <cstring>
 #include <tuple>
 
 #include "bgevl/clip_embedder.h"
@@ -29,7 +30,9 @@ struct ClipBatch : runtime::HostBatch {
   int64_t rows = 0;
   bool normalize = true;
   torch::Tensor input_ids, attention_mask, text_rows;
-  torch::Tensor pixels, image_rows;
+  // The images as uint8 centre crops [images, 3, H, W] and the table that turns them into pixel
+  // values on the device (a quarter of float32's bytes to copy).
+  torch::Tensor crops, pixel_table, image_rows;
 };
 
 torch::Tensor rows_tensor(const std::vector<int64_t>& rows, int64_t all,
@@ -71,6 +74,28 @@ torch::Tensor pixels(const clip::Processor& proc, const std::vector<const ImageI
     });
   });
   return out;
+}
+
+// The same images as uint8 centre crops (a [images, 3, H, W] staging tensor) and their
+// [3 * 256] pixel table: runtime::pixels_from_crops gives exactly pixels()'s values.
+std::pair<torch::Tensor, torch::Tensor> crops(const clip::Processor& proc,
+                                              const std::vector<const ImageInput*>& images,
+                                              const std::vector<size_t>& index,
+                                              const runtime::Staging& staging) {
+  const auto& cfg = proc.image();
+  const int64_t n = static_cast<int64_t>(images.size());
+  auto out = staging.empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kByte);
+  uint8_t* base = out.data_ptr<uint8_t>();
+  const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
+  runtime::pool()->parallel_for(n, [&](int64_t k) {
+    with_item_context(index[k], [&] {
+      vision::clip_preprocess_u8(runtime::decode(*images[k]), cfg, base + k * stride);
+    });
+  });
+  const auto lut = vision::clip_pixel_table(cfg);
+  auto table = staging.empty({static_cast<int64_t>(lut.size())}, torch::kFloat32);
+  std::memcpy(table.data_ptr<float>(), lut.data(), lut.size() * sizeof(float));
+  return {out, table};
 }
 
 // Features of some rows placed into a [rows, D] tensor (zeros elsewhere), or added to `into`.
@@ -155,7 +180,7 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
       out->text_rows = rows_tensor(text_rows, out->rows, staging);
     }
     if (!images.empty()) {
-      out->pixels = pixels(proc, images, image_index, staging);
+      std::tie(out->crops, out->pixel_table) = crops(proc, images, image_index, staging);
       out->image_rows = rows_tensor(image_rows, out->rows, staging);
     }
     return out;
@@ -165,12 +190,14 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
     auto& b = static_cast<ClipBatch&>(batch);
     torch::Tensor feats;
     if (b.input_ids.defined()) {
-      auto f =
-          model->text_features(staging.to_device(b.input_ids), staging.to_device(b.attention_mask));
+      auto f = model->text_features(staging.to_device(b.input_ids),
+                                    staging.to_device(b.attention_mask), /*right_padded=*/true);
       feats = place(feats, f, b.text_rows, b.rows, staging);
     }
-    if (b.pixels.defined()) {
-      auto f = model->image_features(staging.to_device(b.pixels));
+    if (b.crops.defined()) {
+      const auto px =
+          runtime::pixels_from_crops(staging.to_device(b.crops), staging.to_device(b.pixel_table));
+      auto f = model->image_features(px);
       feats = place(feats, f, b.image_rows, b.rows, staging);  // composed: the two summed
     }
     return b.normalize ? runtime::l2_normalize(feats) : feats.to(torch::kFloat32);
@@ -184,9 +211,10 @@ ClipEmbedder::ClipEmbedder(const std::string& path_or_id, const LoadOptions& opt
   m.config = clip::load_config(m.checkpoint.config_json);
   m.model = clip::ClipModel(m.config);
   const auto weights = io::WeightSet::open_dir(m.checkpoint.dir);
-  nn::load_weights(*m.model, weights, options.dtype, options.device, "",
+  nn::load_weights(*m.model, weights, models::load_dtype(options), options.device, "",
                    {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"},
                    {}, options.progress);
+  nn::fuse_projections(*m.model);  // Q/K/V as one product
   m.model->eval();
   m.processors.load_if_present(m.checkpoint.dir, m.config);
 }

@@ -11,20 +11,36 @@ AttentionImpl::AttentionImpl(int64_t hidden, int64_t heads)
   k_proj = register_module("k_proj", nn::Linear(hidden, hidden, true));
   v_proj = register_module("v_proj", nn::Linear(hidden, hidden, true));
   out_proj = register_module("out_proj", nn::Linear(hidden, hidden, true));
+  qkv_ = nn::FusedLinear({q_proj.get(), k_proj.get(), v_proj.get()});
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
-                                     const torch::Tensor& query_index) const {
+                                     const torch::Tensor& query_index, bool causal) const {
   const int64_t B = x.size(0), L = x.size(1), H = x.size(2);
   torch::Tensor xq = x;
   if (query_index.defined())
     xq = x.index({torch::arange(B, query_index.options()), query_index}).unsqueeze(1);
   const int64_t Lq = xq.size(1);
-  // transformers scales the queries before the product, and so does this.
-  auto q = (q_proj->forward(xq) * scale_).view({B, Lq, heads_, head_dim_}).transpose(1, 2);
-  auto k = k_proj->forward(x).view({B, L, heads_, head_dim_}).transpose(1, 2);
-  auto v = v_proj->forward(x).view({B, L, heads_, head_dim_}).transpose(1, 2);
-  auto out = nn::attention(q, k, v, mask, nn::AttentionSpec{});
+  // transformers scales the queries before the product, and so does this. Q, K and V come from one
+  // product (the last layer's few queries: K and V from one, Q from another).
+  torch::Tensor q, k, v;
+  if (query_index.defined()) {
+    q = qkv_.forward(xq, 0, 1);
+    const auto kv = qkv_.split(x, 1, 3);
+    k = kv[0];
+    v = kv[1];
+  } else {
+    const auto qkv = qkv_.split(x, 0, 3);
+    q = qkv[0];
+    k = qkv[1];
+    v = qkv[2];
+  }
+  q = (q * scale_).view({B, Lq, heads_, head_dim_}).transpose(1, 2);
+  k = k.reshape({B, L, heads_, head_dim_}).transpose(1, 2);
+  v = v.reshape({B, L, heads_, head_dim_}).transpose(1, 2);
+  nn::AttentionSpec spec;
+  spec.causal = causal;
+  auto out = nn::attention(q, k, v, mask, spec);
   out = out.transpose(1, 2).reshape({B, Lq, H});
   return out_proj->forward(out);
 }
@@ -37,11 +53,11 @@ EncoderLayerImpl::EncoderLayerImpl(const EncoderConfig& c) {
 }
 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
-                                        const torch::Tensor& query_index) const {
+                                        const torch::Tensor& query_index, bool causal) const {
   torch::Tensor residual = x;
   if (query_index.defined())
     residual = x.index({torch::arange(x.size(0), query_index.options()), query_index}).unsqueeze(1);
-  auto h = residual + self_attn->forward(layer_norm1->forward(x), mask, query_index);
+  auto h = residual + self_attn->forward(layer_norm1->forward(x), mask, query_index, causal);
   return h + mlp->forward(layer_norm2->forward(h));
 }
 
@@ -51,7 +67,7 @@ EncoderImpl::EncoderImpl(const EncoderConfig& c) {
 }
 
 torch::Tensor EncoderImpl::forward(torch::Tensor x, const torch::Tensor& mask, int64_t num_layers,
-                                   const torch::Tensor& query_index) const {
+                                   const torch::Tensor& query_index, bool causal) const {
   const int64_t n = num_layers < 0 ? size() : num_layers;
   TORCH_CHECK(n <= size(), "asked for ", n, " layers of ", size());
   for (int64_t i = 0; i < n; ++i) {
@@ -59,12 +75,13 @@ torch::Tensor EncoderImpl::forward(torch::Tensor x, const torch::Tensor& mask, i
     if (i == n - 1 && query_index.defined()) {
       torch::Tensor m = mask;
       if (m.defined() && m.size(2) > 1)  // keep only the mask rows of the queried positions
-        m = m.index({torch::arange(x.size(0), query_index.options()), torch::indexing::Slice(),
-                     query_index})
+        m = m.expand({x.size(0), m.size(1), m.size(2), m.size(3)})
+                .index({torch::arange(x.size(0), query_index.options()), torch::indexing::Slice(),
+                        query_index})
                 .unsqueeze(2);
-      return layer->forward(x, m, query_index);
+      return layer->forward(x, m, query_index);  // one row per sequence: an explicit mask row
     }
-    x = layer->forward(x, mask);
+    x = layer->forward(x, mask, {}, causal);
   }
   return x;
 }
@@ -83,7 +100,8 @@ TextTransformerImpl::TextTransformerImpl(const TextConfig& c) : cfg_(c) {
 }
 
 torch::Tensor TextTransformerImpl::forward(const torch::Tensor& input_ids,
-                                           const torch::Tensor& attention_mask) const {
+                                           const torch::Tensor& attention_mask,
+                                           bool right_padded) const {
   BGEVL_CHECK_ARG(input_ids.dim() == 2 && input_ids.size(0) > 0 && input_ids.size(1) > 0,
                   "input_ids must be a non-empty [batch, length] tensor, got ", input_ids.sizes());
   const int64_t B = input_ids.size(0), L = input_ids.size(1);
@@ -97,16 +115,20 @@ torch::Tensor TextTransformerImpl::forward(const torch::Tensor& input_ids,
   auto x = embeddings->token_embedding->forward(ids) +
            embeddings->position_embedding->forward(pos).unsqueeze(0);
 
-  // Causal mask plus padding mask, additive.
+  // Causal mask plus padding mask, additive. Right padding: the causal mask alone, [1, 1, L, L]
+  // (every position up to the end of text sees only real tokens; the rows past it are unused).
   auto allowed = torch::ones({L, L}, torch::TensorOptions().dtype(torch::kBool).device(dev)).tril();
-  allowed = allowed.unsqueeze(0).unsqueeze(0).expand({B, 1, L, L});
+  allowed = allowed.unsqueeze(0).unsqueeze(0);
   if (attention_mask.defined()) {
     BGEVL_CHECK_ARG(attention_mask.sizes() == input_ids.sizes(), "attention_mask shape ",
                     attention_mask.sizes(), " differs from input_ids shape ", input_ids.sizes());
-    auto keep = attention_mask.to(dev).to(torch::kBool).view({B, 1, 1, L});
-    allowed = allowed.logical_and(keep);
   }
-  auto mask = torch::zeros({B, 1, L, L}, torch::TensorOptions().dtype(dtype).device(dev))
+  const bool causal_only = right_padded || !attention_mask.defined();
+  if (!causal_only) {
+    auto keep = attention_mask.to(dev).to(torch::kBool).view({B, 1, 1, L});
+    allowed = allowed.expand({B, 1, L, L}).logical_and(keep);
+  }
+  auto mask = torch::zeros(allowed.sizes(), torch::TensorOptions().dtype(dtype).device(dev))
                   .masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
 
   // The pooled position: argmax of the ids for OpenAI-style configs (eos_token_id == 2), else
@@ -117,8 +139,8 @@ torch::Tensor TextTransformerImpl::forward(const torch::Tensor& input_ids,
   else
     eos_pos = (ids == cfg_.eos_token_id).to(torch::kInt).argmax(-1).to(torch::kLong);
 
-  auto h =
-      encoder->forward(x, mask, -1, eos_pos);  // [B, 1, H]: only the pooled rows at the last layer
+  // [B, 1, H]: only the pooled rows at the last layer
+  auto h = encoder->forward(x, mask, -1, eos_pos, causal_only);
   return final_layer_norm->forward(h.squeeze(1));
 }
 
@@ -180,8 +202,9 @@ ClipModelImpl::ClipModelImpl(const Config& c) {
 }
 
 torch::Tensor ClipModelImpl::text_features(const torch::Tensor& input_ids,
-                                           const torch::Tensor& attention_mask) const {
-  return text_projection->forward(text_model->forward(input_ids, attention_mask));
+                                           const torch::Tensor& attention_mask,
+                                           bool right_padded) const {
+  return text_projection->forward(text_model->forward(input_ids, attention_mask, right_padded));
 }
 
 torch::Tensor ClipModelImpl::image_features(const torch::Tensor& pixel_values) const {

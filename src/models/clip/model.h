@@ -15,13 +15,16 @@ class AttentionImpl : public nn::ModuleBase {
   AttentionImpl(int64_t hidden, int64_t heads);
   // x: [B, L, H]. mask: additive [B, 1, Lq, L] or undefined. If query_index ([B], int64) is
   // defined, only those query rows are computed and the result is [B, 1, H].
+  // causal: the mask is the causal mask alone (nn::AttentionSpec::causal).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
-                        const torch::Tensor& query_index = {}) const;
+                        const torch::Tensor& query_index = {}, bool causal = false) const;
+  void fuse() override { qkv_.fuse(*this, "qkv_proj_fused"); }
   nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
   int64_t heads_, head_dim_;
   double scale_;
+  nn::FusedLinear qkv_;  // q, k, v: one product
 };
 TORCH_MODULE(Attention);
 
@@ -29,7 +32,7 @@ class EncoderLayerImpl : public nn::ModuleBase {
  public:
   explicit EncoderLayerImpl(const EncoderConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
-                        const torch::Tensor& query_index = {}) const;
+                        const torch::Tensor& query_index = {}, bool causal = false) const;
   Attention self_attn{nullptr};
   nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   nn::Mlp mlp{nullptr};
@@ -40,9 +43,10 @@ class EncoderImpl : public nn::ModuleBase {
  public:
   explicit EncoderImpl(const EncoderConfig& c);
   // Runs layers [0, num_layers) (all when num_layers < 0). With query_index defined, the last
-  // layer run computes only those rows and the result is [B, 1, H].
+  // layer run computes only those rows and the result is [B, 1, H]. causal: mask is the causal
+  // mask alone, [1, 1, L, L] (the attention may use is_causal instead).
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask, int64_t num_layers = -1,
-                        const torch::Tensor& query_index = {}) const;
+                        const torch::Tensor& query_index = {}, bool causal = false) const;
   int64_t size() const { return static_cast<int64_t>(layers->size()); }
   torch::nn::ModuleList layers;
 };
@@ -60,8 +64,11 @@ class TextTransformerImpl : public nn::ModuleBase {
   explicit TextTransformerImpl(const TextConfig& c);
   // Pooled output [B, H]: final_layer_norm at the end-of-text position. input_ids and
   // attention_mask: [B, L] int64 on the model's device, ids inside the vocabulary, L at most
-  // max_position_embeddings (the embedder checks both on the host).
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) const;
+  // max_position_embeddings (the embedder checks both on the host). right_padded: each row of
+  // attention_mask is ones then zeros (as the tokenizer pads), so the causal mask alone hides the
+  // padding from every position up to the pooled one and no [B, L, L] mask is made.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                        bool right_padded = false) const;
   TextEmbeddings embeddings{nullptr};
   Encoder encoder{nullptr};
   nn::LayerNorm final_layer_norm{nullptr};
@@ -107,8 +114,8 @@ TORCH_MODULE(VisionTransformer);
 class ClipModelImpl : public nn::ModuleBase {
  public:
   explicit ClipModelImpl(const Config& c);
-  torch::Tensor text_features(const torch::Tensor& input_ids,
-                              const torch::Tensor& attention_mask) const;
+  torch::Tensor text_features(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                              bool right_padded = false) const;
   torch::Tensor image_features(const torch::Tensor& pixel_values) const;
   TextTransformer text_model{nullptr};
   VisionTransformer vision_model{nullptr};

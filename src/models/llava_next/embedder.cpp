@@ -194,10 +194,11 @@ MllmEmbedder::MllmEmbedder(const std::string& path_or_id, const LoadOptions& opt
   m.config = llava_next::load_config(m.checkpoint.config_json);
   m.model = llava_next::LlavaNext(m.config);
   const auto weights = io::WeightSet::open_dir(m.checkpoint.dir);
-  nn::load_weights(*m.model, weights, options.dtype, options.device, "",
+  nn::load_weights(*m.model, weights, models::load_dtype(options), options.device, "",
                    {"vision_tower.vision_model.embeddings.position_ids"},
                    m.model->unused_prefixes(), options.progress);
-  m.model->to(options.device);  // the tensors that are not weights (RoPE's inv_freq)
+  m.model->to(options.device);     // the tensors that are not weights (RoPE's inv_freq)
+  nn::fuse_projections(*m.model);  // Q/K/V and gate/up as one product each
   m.model->eval();
   m.processors.load_if_present(m.checkpoint.dir, m.config);
 }

@@ -14,6 +14,7 @@ MistralAttentionImpl::MistralAttentionImpl(const MistralConfig& c)
   k_proj = register_module("k_proj", nn::Linear(c.hidden_size, kv_heads_ * head_dim_, false));
   v_proj = register_module("v_proj", nn::Linear(c.hidden_size, kv_heads_ * head_dim_, false));
   o_proj = register_module("o_proj", nn::Linear(heads_ * head_dim_, c.hidden_size, false));
+  qkv_ = nn::FusedLinear({q_proj.get(), k_proj.get(), v_proj.get()});
 }
 
 torch::Tensor MistralAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
@@ -21,9 +22,21 @@ torch::Tensor MistralAttentionImpl::forward(const torch::Tensor& x, const torch:
   const int64_t B = x.size(0), L = x.size(1);
   const torch::Tensor xq = query_last ? x.narrow(1, L - 1, 1) : x;
   const int64_t Lq = xq.size(1);
-  auto q = q_proj->forward(xq).view({B, Lq, heads_, head_dim_}).transpose(1, 2);
-  auto k = k_proj->forward(x).view({B, L, kv_heads_, head_dim_}).transpose(1, 2);
-  auto v = v_proj->forward(x).view({B, L, kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor q, k, v;  // one product (query_last: K and V from one, Q from another)
+  if (query_last) {
+    q = qkv_.forward(xq, 0, 1);
+    const auto kv = qkv_.split(x, 1, 3);
+    k = kv[0];
+    v = kv[1];
+  } else {
+    const auto qkv = qkv_.split(x, 0, 3);
+    q = qkv[0];
+    k = qkv[1];
+    v = qkv[2];
+  }
+  q = q.reshape({B, Lq, heads_, head_dim_}).transpose(1, 2);
+  k = k.reshape({B, L, kv_heads_, head_dim_}).transpose(1, 2);
+  v = v.reshape({B, L, kv_heads_, head_dim_}).transpose(1, 2);
   q = nn::apply_rope(q, rope.cos.narrow(1, L - Lq, Lq), rope.sin.narrow(1, L - Lq, Lq));
   k = nn::apply_rope(k, rope.cos, rope.sin);
   nn::AttentionSpec spec;

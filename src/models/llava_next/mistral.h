@@ -17,10 +17,12 @@ class MistralAttentionImpl : public nn::ModuleBase {
   // x [B, L, H]; mask additive [B, 1, L, L]; query_last: only the last row is computed.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
                         const nn::RopeTables& rope, bool query_last) const;
+  void fuse() override { qkv_.fuse(*this, "qkv_proj_fused"); }
   nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
+  nn::FusedLinear qkv_;  // q, k, v: one product
 };
 TORCH_MODULE(MistralAttention);
 
