@@ -77,14 +77,24 @@ LoadReport load_weights(torch::nn::Module& root, const io::WeightSet& weights,
 
   LoadReport report;
   torch::NoGradGuard no_grad;
+  // Fused projections (Q/K/V, gate/up) are allocated first; their parts' tensors are copied
+  // straight into them, one at a time (never the block twice in memory).
+  std::vector<ModuleBase*> blocks;
+  for (const auto& m : root.modules(/*include_self=*/true))
+    if (auto* b = dynamic_cast<ModuleBase*>(m.get())) blocks.push_back(b);
+  for (auto* b : blocks) b->allocate_fused(dtype, device);
   for (size_t i = 0; i < slots.size(); ++i) {
     auto& s = slots[i];
     torch::Tensor t = weights.load(s.name, dtype, device);
-    s.param.set_data(t);
+    if (s.param.numel() > 0 && s.param.sizes() == t.sizes())
+      s.param.copy_(t);  // a slice of a fused weight
+    else
+      s.param.set_data(t);
     report.loaded++;
     report.bytes += t.numel() * t.element_size();
     if (progress) progress(i + 1, slots.size());
   }
+  for (auto* b : blocks) b->fuse();
   return report;
 }
 

@@ -19,7 +19,42 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : dim_(dim), eps_(eps) {
   bias = declare("bias", {dim});
 }
 
+void FusedLinear::allocate(ModuleBase& owner, const std::string& name, torch::ScalarType dtype,
+                           const torch::Device& device) {
+  if (fused() || parts_.empty()) return;
+  const auto& first = parts_[0]->declared();
+  const bool with_bias = first.count("bias") > 0;
+  const int64_t in = first.at("weight").at(1);
+  offsets_.assign(1, 0);
+  for (auto* p : parts_) {
+    const auto& d = p->declared();
+    TORCH_CHECK(d.at("weight").at(1) == in && (d.count("bias") > 0) == with_bias,
+                "fuse: the parts of ", name, " differ in input size or bias");
+    offsets_.push_back(offsets_.back() + d.at("weight").at(0));
+  }
+  const auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  weight_ = owner.register_parameter(name + "_weight", torch::empty({offsets_.back(), in}, opts),
+                                     /*requires_grad=*/false);
+  if (with_bias)
+    bias_ = owner.register_parameter(name + "_bias", torch::empty({offsets_.back()}, opts),
+                                     /*requires_grad=*/false);
+  for (size_t i = 0; i < parts_.size(); ++i) {
+    const int64_t a = offsets_[i], n = offsets_[i + 1] - a;
+    parts_[i]->weight.set_data(weight_.narrow(0, a, n));
+    if (with_bias) parts_[i]->bias.set_data(bias_.narrow(0, a, n));
+  }
+  preallocated_ = true;
+}
+
 void FusedLinear::fuse(ModuleBase& owner, const std::string& name) {
+  if (preallocated_) {  // loaded in place: the parts' views go
+    for (auto* p : parts_) {
+      p->weight.set_data(torch::empty({0}, p->weight.options()));
+      if (p->bias.defined()) p->bias.set_data(torch::empty({0}, p->bias.options()));
+    }
+    preallocated_ = false;
+    return;
+  }
   if (fused()) return;
   const auto& parts = parts_;
   for (auto* p : parts)  // a block the checkpoint did not fill (unused layers) stays as it is
@@ -67,6 +102,12 @@ std::vector<torch::Tensor> FusedLinear::split(const torch::Tensor& x, size_t fir
   for (size_t i = first; i < last; ++i)
     out.push_back(y.narrow(-1, offsets_[i] - offsets_[first], offsets_[i + 1] - offsets_[i]));
   return out;
+}
+
+std::vector<torch::Tensor> FusedLinear::qkv(const torch::Tensor& x, const torch::Tensor& xq) const {
+  if (!xq.defined()) return split(x, 0, 3);
+  auto kv = split(x, 1, 3);
+  return {forward(xq, 0, 1), kv[0], kv[1]};
 }
 
 void fuse_projections(torch::nn::Module& root) {

@@ -15,8 +15,11 @@ namespace bgevl::nn {
 class ModuleBase : public torch::nn::Module {
  public:
   const std::map<std::string, std::vector<int64_t>>& declared() const { return declared_; }
-  // Called once after the checkpoint is loaded (fuse_projections): blocks that compute several
-  // projections of the same input concatenate their weights here.
+  // Blocks that compute several projections of the same input as one product: allocate_fused
+  // (load_weights, before loading) makes the fused weights and points the parts' parameters at
+  // their slices, so the checkpoint is copied straight into them; fuse (after loading, or
+  // fuse_projections on a module filled otherwise) drops the parts' own handles.
+  virtual void allocate_fused(torch::ScalarType dtype, const torch::Device& device) {}
   virtual void fuse() {}
 
  protected:
@@ -44,17 +47,25 @@ class FusedLinear {
  public:
   FusedLinear() = default;
   explicit FusedLinear(std::vector<LinearImpl*> parts) : parts_(std::move(parts)) {}
+  // The fused weights, empty, with the parts' parameters as views of their rows.
+  void allocate(ModuleBase& owner, const std::string& name, torch::ScalarType dtype,
+                const torch::Device& device);
+  // After loading: the parts' tensors emptied (a part loaded on its own: concatenated first).
   void fuse(ModuleBase& owner, const std::string& name);
   bool fused() const { return weight_.defined() && weight_.numel() > 0; }
   // The outputs of parts [first, last) on x, concatenated along the last dimension.
   torch::Tensor forward(const torch::Tensor& x, size_t first, size_t last) const;
   // The output of each part [first, last), as views of one product.
   std::vector<torch::Tensor> split(const torch::Tensor& x, size_t first, size_t last) const;
+  // Q/K/V of three parts: one product on x, or, with queries xq defined (a few rows: the last
+  // layer's), Q on xq and K/V from one product on x.
+  std::vector<torch::Tensor> qkv(const torch::Tensor& x, const torch::Tensor& xq) const;
 
  private:
   torch::Tensor weight_, bias_;
   std::vector<LinearImpl*> parts_;
   std::vector<int64_t> offsets_;  // row offset of each part, and the total at the end
+  bool preallocated_ = false;     // allocate() ran; the parts are views until fuse()
 };
 
 class LayerNormImpl : public ModuleBase {
@@ -116,6 +127,9 @@ class GatedMlpImpl : public ModuleBase {
   torch::Tensor forward(const torch::Tensor& x) const {
     const auto gu = gate_up_.split(x, 0, 2);
     return down_proj->forward(torch::silu(gu[0]) * gu[1]);
+  }
+  void allocate_fused(torch::ScalarType dtype, const torch::Device& device) override {
+    gate_up_.allocate(*this, "gate_up_proj_fused", dtype, device);
   }
   void fuse() override { gate_up_.fuse(*this, "gate_up_proj_fused"); }
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};

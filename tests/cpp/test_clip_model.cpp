@@ -152,9 +152,9 @@ TEST(ClipPixels, EqualReferenceForEveryImage) {
   }
 }
 
-// The encode path stages uint8 crops and turns them into pixel values on the model's device with
-// the per-channel table: the same floats as the host path (pixel_values), bit for bit, on the
-// CPU and (when there is one) on CUDA.
+// The embedder stages uint8 crops and turns them into pixel values on the model's device with the
+// per-channel table: the same floats as the processor's host path (vision::clip_preprocess), bit
+// for bit, on the CPU and (when there is one) on CUDA; pixel_values gives them too.
 TEST(ClipPixels, DeviceSideNormalisationIsBitIdentical) {
   const auto cfg =
       vision::load_clip_image_config(fixtures("clip/tiny-fp16-quickgelu/preprocessor_config.json"));
@@ -166,10 +166,12 @@ TEST(ClipPixels, DeviceSideNormalisationIsBitIdentical) {
     const auto name = e.path().filename().string();
     if (name.find(".jpg") == std::string::npos && name.find(".png") == std::string::npos) continue;
     SCOPED_TRACE(name);
-    const auto want = m.pixel_values({ImageInput::path(e.path().string())});
+    const auto im = vision::decode_file(e.path().string());
+    auto want = torch::empty({1, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
+    vision::clip_preprocess(im, cfg, want.data_ptr<float>());
+    EXPECT_TRUE(torch::equal(m.pixel_values({ImageInput::path(e.path().string())}), want));
     auto crop = torch::empty({1, 3, cfg.crop_height, cfg.crop_width}, torch::kByte);
-    vision::clip_preprocess_u8(vision::decode_file(e.path().string()), cfg,
-                               crop.data_ptr<uint8_t>());
+    vision::clip_preprocess_u8(im, cfg, crop.data_ptr<uint8_t>());
     EXPECT_TRUE(torch::equal(runtime::pixels_from_crops(crop, table), want));
     if (torch::cuda::is_available()) {
       const auto got = runtime::pixels_from_crops(crop.to(torch::kCUDA), table.to(torch::kCUDA));

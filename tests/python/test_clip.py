@@ -121,6 +121,9 @@ def test_dtype_and_device_handling():
         model.to(torch.int8)
     with pytest.raises(ValueError):
         bgevl.AutoModel.from_pretrained(fixture_path("clip", "tiny-fp16-quickgelu"), device="tpu")
+    # the default dtype: float32 on the CPU (the exact mode; bfloat16 is CUDA's default)
+    assert bgevl.AutoModel.from_pretrained(fixture_path("clip", "tiny-fp16-quickgelu")).dtype == torch.float32
+    assert bgevl.load(fixture_path("clip", "tiny-fp16-quickgelu"), dtype="default").dtype == torch.float32
 
 
 def test_truncate_option():

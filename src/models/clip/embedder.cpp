@@ -29,7 +29,9 @@ using runtime::with_item_context;
 struct ClipBatch : runtime::HostBatch {
   int64_t rows = 0;
   bool normalize = true;
-  torch::Tensor input_ids, attention_mask, text_rows;
+  // packed_index: the flat positions of the real tokens when some rows are padded (the text
+  // layers then skip the padding), else undefined.
+  torch::Tensor input_ids, attention_mask, packed_index, text_rows;
   // The images as uint8 centre crops [images, 3, H, W] and the table that turns them into pixel
   // values on the device (a quarter of float32's bytes to copy).
   torch::Tensor crops, pixel_table, image_rows;
@@ -45,39 +47,33 @@ struct ClipContext : runtime::EncodeContext {
   std::shared_ptr<const clip::Processor> processor;
 };
 
+struct Tokens {
+  torch::Tensor input_ids, attention_mask, packed_index;
+};
+
 // The token ids of texts (text k belongs to item index[k], for messages), right-padded, as
-// [texts, L] int64 staging tensors.
-std::pair<torch::Tensor, torch::Tensor> tokens(const clip::Processor& proc,
-                                               const std::vector<const std::string*>& texts,
-                                               const std::vector<size_t>& index, bool truncate,
-                                               const runtime::Staging& staging) {
+// [texts, L] int64 staging tensors, and the flat positions of the real tokens when any row is
+// padded.
+Tokens tokens(const clip::Processor& proc, const std::vector<const std::string*>& texts,
+              const std::vector<size_t>& index, bool truncate, const runtime::Staging& staging) {
   std::vector<std::vector<int64_t>> ids(texts.size());
   for (size_t k = 0; k < texts.size(); ++k)
     with_item_context(index[k], [&] { ids[k] = proc.tokens(*texts[k], truncate, "the text"); });
   const auto tb = proc.pad(ids);
-  return {staging.int64s(tb.input_ids, {tb.rows, tb.length}),
-          staging.int64s(tb.attention_mask, {tb.rows, tb.length})};
-}
-
-// CLIPImageProcessor's pixel values of images (image k belongs to item index[k]), decoded on
-// the pool, as a [images, 3, H, W] float32 staging tensor.
-torch::Tensor pixels(const clip::Processor& proc, const std::vector<const ImageInput*>& images,
-                     const std::vector<size_t>& index, const runtime::Staging& staging) {
-  const auto& cfg = proc.image();
-  const int64_t n = static_cast<int64_t>(images.size());
-  auto out = staging.empty({n, 3, cfg.crop_height, cfg.crop_width}, torch::kFloat32);
-  float* base = out.data_ptr<float>();
-  const int64_t stride = 3 * cfg.crop_height * cfg.crop_width;
-  runtime::pool()->parallel_for(n, [&](int64_t k) {
-    with_item_context(index[k], [&] {
-      vision::clip_preprocess(runtime::decode(*images[k]), cfg, base + k * stride);
-    });
-  });
+  Tokens out{staging.int64s(tb.input_ids, {tb.rows, tb.length}),
+             staging.int64s(tb.attention_mask, {tb.rows, tb.length}),
+             {}};
+  std::vector<int64_t> real;
+  for (size_t i = 0; i < tb.attention_mask.size(); ++i)
+    if (tb.attention_mask[i]) real.push_back(static_cast<int64_t>(i));
+  if (real.size() < tb.attention_mask.size())
+    out.packed_index = staging.int64s(real, {static_cast<int64_t>(real.size())});
   return out;
 }
 
-// The same images as uint8 centre crops (a [images, 3, H, W] staging tensor) and their
-// [3 * 256] pixel table: runtime::pixels_from_crops gives exactly pixels()'s values.
+// CLIPImageProcessor's images (image k belongs to item index[k]), decoded on the pool, as uint8
+// centre crops (a [images, 3, H, W] staging tensor) and their [3 * 256] pixel table:
+// runtime::pixels_from_crops turns them into the pixel values, on the model's device.
 std::pair<torch::Tensor, torch::Tensor> crops(const clip::Processor& proc,
                                               const std::vector<const ImageInput*>& images,
                                               const std::vector<size_t>& index,
@@ -175,8 +171,10 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
       }
     }
     if (!texts.empty()) {
-      std::tie(out->input_ids, out->attention_mask) =
-          tokens(proc, texts, text_index, options.truncate, staging);
+      auto t = tokens(proc, texts, text_index, options.truncate, staging);
+      out->input_ids = t.input_ids;
+      out->attention_mask = t.attention_mask;
+      out->packed_index = t.packed_index;
       out->text_rows = rows_tensor(text_rows, out->rows, staging);
     }
     if (!images.empty()) {
@@ -190,8 +188,9 @@ struct ClipEmbedder::Impl final : runtime::BatchModel {
     auto& b = static_cast<ClipBatch&>(batch);
     torch::Tensor feats;
     if (b.input_ids.defined()) {
-      auto f = model->text_features(staging.to_device(b.input_ids),
-                                    staging.to_device(b.attention_mask), /*right_padded=*/true);
+      auto f =
+          model->text_features(staging.to_device(b.input_ids), staging.to_device(b.attention_mask),
+                               /*right_padded=*/true, staging.to_device(b.packed_index));
       feats = place(feats, f, b.text_rows, b.rows, staging);
     }
     if (b.crops.defined()) {
@@ -214,7 +213,6 @@ ClipEmbedder::ClipEmbedder(const std::string& path_or_id, const LoadOptions& opt
   nn::load_weights(*m.model, weights, models::load_dtype(options), options.device, "",
                    {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"},
                    {}, options.progress);
-  nn::fuse_projections(*m.model);  // Q/K/V as one product
   m.model->eval();
   m.processors.load_if_present(m.checkpoint.dir, m.config);
 }
@@ -246,9 +244,8 @@ TextInputs ClipEmbedder::tokenize(const std::vector<std::string>& texts, bool tr
     ptrs.push_back(&texts[i]);
     index.push_back(i);
   }
-  const auto [ids, mask] =
-      tokens(*impl_->processor(), ptrs, index, truncate, runtime::Staging(torch::kCPU));
-  return {ids, mask};
+  const auto t = tokens(*impl_->processor(), ptrs, index, truncate, runtime::Staging(torch::kCPU));
+  return {t.input_ids, t.attention_mask};
 }
 
 torch::Tensor ClipEmbedder::pixel_values(const std::vector<ImageInput>& images) const {
@@ -261,7 +258,8 @@ torch::Tensor ClipEmbedder::pixel_values(const std::vector<ImageInput>& images) 
     ptrs.push_back(&images[i]);
     index.push_back(i);
   }
-  return pixels(*impl_->processor(), ptrs, index, runtime::Staging(torch::kCPU));
+  const auto [u8, table] = crops(*impl_->processor(), ptrs, index, runtime::Staging(torch::kCPU));
+  return runtime::pixels_from_crops(u8, table);
 }
 
 torch::Tensor ClipEmbedder::get_text_features(const TextInputs& inputs) const {

@@ -16,33 +16,47 @@ AttentionImpl::AttentionImpl(int64_t hidden, int64_t heads)
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
                                      const torch::Tensor& query_index, bool causal) const {
-  const int64_t B = x.size(0), L = x.size(1), H = x.size(2);
-  torch::Tensor xq = x;
+  const int64_t B = x.size(0);
+  torch::Tensor xq;  // the queried rows only, when asked
   if (query_index.defined())
     xq = x.index({torch::arange(B, query_index.options()), query_index}).unsqueeze(1);
-  const int64_t Lq = xq.size(1);
   // transformers scales the queries before the product, and so does this. Q, K and V come from one
   // product (the last layer's few queries: K and V from one, Q from another).
-  torch::Tensor q, k, v;
-  if (query_index.defined()) {
-    q = qkv_.forward(xq, 0, 1);
-    const auto kv = qkv_.split(x, 1, 3);
-    k = kv[0];
-    v = kv[1];
-  } else {
-    const auto qkv = qkv_.split(x, 0, 3);
-    q = qkv[0];
-    k = qkv[1];
-    v = qkv[2];
-  }
+  const auto qkv = qkv_.qkv(x, xq);
+  return out_proj->forward(attend(qkv[0], qkv[1], qkv[2], mask, causal));
+}
+
+torch::Tensor AttentionImpl::attend(torch::Tensor q, torch::Tensor k, torch::Tensor v,
+                                    const torch::Tensor& mask, bool causal) const {
+  const int64_t B = q.size(0), Lq = q.size(1), L = k.size(1), H = q.size(2);
   q = (q * scale_).view({B, Lq, heads_, head_dim_}).transpose(1, 2);
   k = k.reshape({B, L, heads_, head_dim_}).transpose(1, 2);
   v = v.reshape({B, L, heads_, head_dim_}).transpose(1, 2);
   nn::AttentionSpec spec;
   spec.causal = causal;
-  auto out = nn::attention(q, k, v, mask, spec);
-  out = out.transpose(1, 2).reshape({B, Lq, H});
-  return out_proj->forward(out);
+  return nn::attention(q, k, v, mask, spec).transpose(1, 2).reshape({B, Lq, H});
+}
+
+torch::Tensor AttentionImpl::forward_packed(const torch::Tensor& x, const torch::Tensor& index,
+                                            int64_t B, int64_t L, const torch::Tensor& mask,
+                                            bool causal, const torch::Tensor& query_rows) const {
+  const int64_t H = x.size(1);
+  // [T, n] rows -> [B, L, n], zeros at the padding
+  auto unpack = [&](const torch::Tensor& t) {
+    return torch::zeros({B * L, t.size(1)}, t.options())
+        .index_copy_(0, index, t)
+        .view({B, L, t.size(1)});
+  };
+  if (query_rows.defined()) {  // the last layer: K and V of every position, Q of the queried rows
+    const auto kv = unpack(qkv_.forward(x, 1, 3));
+    const auto q = qkv_.forward(x.index_select(0, query_rows), 0, 1).view({B, 1, H});
+    const auto out = attend(q, kv.narrow(-1, 0, H), kv.narrow(-1, H, H), mask, false);
+    return out_proj->forward(out.view({B, H}));
+  }
+  const auto qkv = unpack(qkv_.forward(x, 0, 3));
+  const auto out =
+      attend(qkv.narrow(-1, 0, H), qkv.narrow(-1, H, H), qkv.narrow(-1, 2 * H, H), mask, causal);
+  return out_proj->forward(out.view({B * L, H}).index_select(0, index));
 }
 
 EncoderLayerImpl::EncoderLayerImpl(const EncoderConfig& c) {
@@ -100,8 +114,8 @@ TextTransformerImpl::TextTransformerImpl(const TextConfig& c) : cfg_(c) {
 }
 
 torch::Tensor TextTransformerImpl::forward(const torch::Tensor& input_ids,
-                                           const torch::Tensor& attention_mask,
-                                           bool right_padded) const {
+                                           const torch::Tensor& attention_mask, bool right_padded,
+                                           const torch::Tensor& packed_index) const {
   BGEVL_CHECK_ARG(input_ids.dim() == 2 && input_ids.size(0) > 0 && input_ids.size(1) > 0,
                   "input_ids must be a non-empty [batch, length] tensor, got ", input_ids.sizes());
   const int64_t B = input_ids.size(0), L = input_ids.size(1);
@@ -139,6 +153,31 @@ torch::Tensor TextTransformerImpl::forward(const torch::Tensor& input_ids,
   else
     eos_pos = (ids == cfg_.eos_token_id).to(torch::kInt).argmax(-1).to(torch::kLong);
 
+  if (packed_index.defined() && right_padded && attention_mask.defined()) {
+    // The real tokens only, row by row: each layer's projections and MLP skip the padding.
+    const int64_t H = x.size(2), n = encoder->size();
+    const auto index = packed_index.to(dev, torch::kLong);
+    auto xp = x.view({B * L, H}).index_select(0, index);
+    const auto lengths = attention_mask.to(dev, torch::kLong).sum(1);
+    const auto rows = lengths.cumsum(0).sub_(lengths).add_(eos_pos);  // packed row of each pool
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& layer = encoder->layers->ptr<EncoderLayerImpl>(i);
+      const auto a = layer->layer_norm1->forward(xp);
+      if (i + 1 < n) {
+        xp = xp + layer->self_attn->forward_packed(a, index, B, L, mask, /*causal=*/true);
+        xp = xp + layer->mlp->forward(layer->layer_norm2->forward(xp));
+        continue;
+      }
+      const auto m =
+          mask.expand({B, 1, L, L})
+              .index({torch::arange(B, eos_pos.options()), torch::indexing::Slice(), eos_pos})
+              .unsqueeze(2);
+      auto h = xp.index_select(0, rows) +
+               layer->self_attn->forward_packed(a, index, B, L, m, false, rows);
+      h = h + layer->mlp->forward(layer->layer_norm2->forward(h));
+      return final_layer_norm->forward(h);
+    }
+  }
   // [B, 1, H]: only the pooled rows at the last layer
   auto h = encoder->forward(x, mask, -1, eos_pos, causal_only);
   return final_layer_norm->forward(h.squeeze(1));
@@ -202,9 +241,10 @@ ClipModelImpl::ClipModelImpl(const Config& c) {
 }
 
 torch::Tensor ClipModelImpl::text_features(const torch::Tensor& input_ids,
-                                           const torch::Tensor& attention_mask,
-                                           bool right_padded) const {
-  return text_projection->forward(text_model->forward(input_ids, attention_mask, right_padded));
+                                           const torch::Tensor& attention_mask, bool right_padded,
+                                           const torch::Tensor& packed_index) const {
+  return text_projection->forward(
+      text_model->forward(input_ids, attention_mask, right_padded, packed_index));
 }
 
 torch::Tensor ClipModelImpl::image_features(const torch::Tensor& pixel_values) const {

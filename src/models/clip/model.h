@@ -18,10 +18,24 @@ class AttentionImpl : public nn::ModuleBase {
   // causal: the mask is the causal mask alone (nn::AttentionSpec::causal).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
                         const torch::Tensor& query_index = {}, bool causal = false) const;
+  // The same on packed rows (no padding): x [T, H] holds the real positions of a [B, L] batch,
+  // row r at flat position index[r] (b * L + t). Projections and the output run on the T rows
+  // only; the attention itself on the [B, L] layout (zeros at the padding, which the mask hides).
+  // Returns [T, H], or with query_rows ([B] packed rows) those rows' outputs only, [B, H].
+  torch::Tensor forward_packed(const torch::Tensor& x, const torch::Tensor& index, int64_t B,
+                               int64_t L, const torch::Tensor& mask, bool causal,
+                               const torch::Tensor& query_rows = {}) const;
+  void allocate_fused(torch::ScalarType dtype, const torch::Device& device) override {
+    qkv_.allocate(*this, "qkv_proj_fused", dtype, device);
+  }
   void fuse() override { qkv_.fuse(*this, "qkv_proj_fused"); }
   nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
+  // softmax(q k^T + mask) v from unscaled [B, Lq, H] queries and [B, L, H] keys and values
+  // (views welcome): [B, Lq, H], before out_proj.
+  torch::Tensor attend(torch::Tensor q, torch::Tensor k, torch::Tensor v, const torch::Tensor& mask,
+                       bool causal) const;
   int64_t heads_, head_dim_;
   double scale_;
   nn::FusedLinear qkv_;  // q, k, v: one product
@@ -67,8 +81,10 @@ class TextTransformerImpl : public nn::ModuleBase {
   // max_position_embeddings (the embedder checks both on the host). right_padded: each row of
   // attention_mask is ones then zeros (as the tokenizer pads), so the causal mask alone hides the
   // padding from every position up to the pooled one and no [B, L, L] mask is made.
+  // packed_index (optional, with right_padded): the flat positions b * L + t of the real tokens
+  // in order: the layers then run on those rows only (no padding waste).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                        bool right_padded = false) const;
+                        bool right_padded = false, const torch::Tensor& packed_index = {}) const;
   TextEmbeddings embeddings{nullptr};
   Encoder encoder{nullptr};
   nn::LayerNorm final_layer_norm{nullptr};
@@ -115,7 +131,8 @@ class ClipModelImpl : public nn::ModuleBase {
  public:
   explicit ClipModelImpl(const Config& c);
   torch::Tensor text_features(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                              bool right_padded = false) const;
+                              bool right_padded = false,
+                              const torch::Tensor& packed_index = {}) const;
   torch::Tensor image_features(const torch::Tensor& pixel_values) const;
   TextTransformer text_model{nullptr};
   VisionTransformer vision_model{nullptr};

@@ -197,8 +197,7 @@ MllmEmbedder::MllmEmbedder(const std::string& path_or_id, const LoadOptions& opt
   nn::load_weights(*m.model, weights, models::load_dtype(options), options.device, "",
                    {"vision_tower.vision_model.embeddings.position_ids"},
                    m.model->unused_prefixes(), options.progress);
-  m.model->to(options.device);     // the tensors that are not weights (RoPE's inv_freq)
-  nn::fuse_projections(*m.model);  // Q/K/V and gate/up as one product each
+  m.model->to(options.device);  // the tensors that are not weights (RoPE's inv_freq)
   m.model->eval();
   m.processors.load_if_present(m.checkpoint.dir, m.config);
 }

@@ -22,18 +22,9 @@ torch::Tensor MistralAttentionImpl::forward(const torch::Tensor& x, const torch:
   const int64_t B = x.size(0), L = x.size(1);
   const torch::Tensor xq = query_last ? x.narrow(1, L - 1, 1) : x;
   const int64_t Lq = xq.size(1);
-  torch::Tensor q, k, v;  // one product (query_last: K and V from one, Q from another)
-  if (query_last) {
-    q = qkv_.forward(xq, 0, 1);
-    const auto kv = qkv_.split(x, 1, 3);
-    k = kv[0];
-    v = kv[1];
-  } else {
-    const auto qkv = qkv_.split(x, 0, 3);
-    q = qkv[0];
-    k = qkv[1];
-    v = qkv[2];
-  }
+  // one product (query_last: K and V from one, Q from another)
+  const auto qkv = qkv_.qkv(x, query_last ? xq : torch::Tensor());
+  auto q = qkv[0], k = qkv[1], v = qkv[2];
   q = q.reshape({B, Lq, heads_, head_dim_}).transpose(1, 2);
   k = k.reshape({B, L, kv_heads_, head_dim_}).transpose(1, 2);
   v = v.reshape({B, L, kv_heads_, head_dim_}).transpose(1, 2);

@@ -17,6 +17,9 @@ class MistralAttentionImpl : public nn::ModuleBase {
   // x [B, L, H]; mask additive [B, 1, L, L]; query_last: only the last row is computed.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
                         const nn::RopeTables& rope, bool query_last) const;
+  void allocate_fused(torch::ScalarType dtype, const torch::Device& device) override {
+    qkv_.allocate(*this, "qkv_proj_fused", dtype, device);
+  }
   void fuse() override { qkv_.fuse(*this, "qkv_proj_fused"); }
   nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
