@@ -307,6 +307,32 @@ TEST_P(Blocks, ClipCausalOnlyMaskEqualsTheDenseMaskForRightPadding) {
   EXPECT_LE(max_abs_diff(a, b), tol);
 }
 
+// Mistral without padding (one query per forward, or rows of one length): one [1, 1, L, L]
+// causal mask for every row, marked causal (is_causal with scaled_dot_product_attention), gives
+// the dense [B, 1, L, L] mask's results: exactly on the CPU.
+TEST_P(Blocks, MistralUnpaddedCausalMaskEqualsTheDenseMask) {
+  c10::InferenceMode guard;
+  open("mistral_attention_gqa");
+  const auto c = mistral_config();
+  llava_next::MistralAttention attn(c);
+  load(*attn);
+  nn::RotaryEmbedding rope(c.head_dim, c.rope_theta);
+  rope->to(device());
+  const auto ones = torch::ones_like(in("attention_mask"));
+  const int64_t B = ones.size(0), L = ones.size(1);
+  const auto pos = torch::arange(L, ones.options()).unsqueeze(0).expand({B, L});
+  const auto tables = rope->forward(pos, torch::kFloat32);
+  const auto dense = llava_next::causal_mask(ones, 0, torch::kFloat32);
+  const auto one = llava_next::causal_mask(ones.narrow(0, 0, 1), 0, torch::kFloat32);
+  ASSERT_EQ(one.size(0), 1);
+  const double tol = device().is_cpu() ? 0.0 : 1e-5;
+  for (bool last : {false, true}) {
+    const auto a = attn->forward(in("hidden_states"), dense, tables, last);
+    const auto b = attn->forward(in("hidden_states"), one, tables, last, /*causal=*/true);
+    EXPECT_LE(max_abs_diff(a, b), tol) << last;
+  }
+}
+
 TEST_P(Blocks, LlavaProjector) {
   c10::InferenceMode guard;
   open("llava_next_projector");

@@ -74,6 +74,7 @@ struct MllmContext : runtime::EncodeContext {
 struct MllmBatch : runtime::HostBatch {
   torch::Tensor input_ids, tiles, source, attention_mask, position_ids;
   std::vector<ImageLayout> images;
+  bool unpadded = false;  // no zero in attention_mask
 };
 
 }  // namespace
@@ -168,6 +169,8 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
                                h.tokens.length, config.image_token_index, h.layouts);
     out->source = staging.int64s(plan.source, {plan.batch, plan.length});
     out->attention_mask = staging.int64s(plan.attention_mask, {plan.batch, plan.length});
+    out->unpadded = std::find(plan.attention_mask.begin(), plan.attention_mask.end(), int64_t(0)) ==
+                    plan.attention_mask.end();
     out->position_ids = staging.int64s(plan.position_ids, {plan.batch, plan.length});
     out->images = h.layouts;
     return out;
@@ -182,6 +185,7 @@ struct MllmEmbedder::Impl final : runtime::BatchModel {
     d.source = staging.to_device(b.source);
     d.attention_mask = staging.to_device(b.attention_mask);
     d.position_ids = staging.to_device(b.position_ids);
+    d.unpadded = b.unpadded;
     const auto h = model->forward(d, /*last_only=*/true);  // [B, 1, H]
     return runtime::l2_normalize(h.select(1, h.size(1) - 1));
   }

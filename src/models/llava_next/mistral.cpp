@@ -18,7 +18,8 @@ MistralAttentionImpl::MistralAttentionImpl(const MistralConfig& c)
 }
 
 torch::Tensor MistralAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
-                                            const nn::RopeTables& rope, bool query_last) const {
+                                            const nn::RopeTables& rope, bool query_last,
+                                            bool causal) const {
   const int64_t B = x.size(0), L = x.size(1);
   const torch::Tensor xq = query_last ? x.narrow(1, L - 1, 1) : x;
   const int64_t Lq = xq.size(1);
@@ -33,6 +34,7 @@ torch::Tensor MistralAttentionImpl::forward(const torch::Tensor& x, const torch:
   nn::AttentionSpec spec;
   spec.divisor = std::sqrt(static_cast<double>(head_dim_));  // transformers: / math.sqrt(head_dim)
   spec.softmax_in_float32 = true;
+  spec.causal = causal;
   auto out = nn::attention(q, k, v, mask.narrow(2, mask.size(2) - Lq, Lq), spec);
   out = out.transpose(1, 2).reshape({B, Lq, heads_ * head_dim_});
   return o_proj->forward(out);
@@ -47,9 +49,11 @@ MistralDecoderLayerImpl::MistralDecoderLayerImpl(const MistralConfig& c) {
 }
 
 torch::Tensor MistralDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask,
-                                               const nn::RopeTables& rope, bool query_last) const {
+                                               const nn::RopeTables& rope, bool query_last,
+                                               bool causal) const {
   const torch::Tensor residual = query_last ? x.narrow(1, x.size(1) - 1, 1) : x;
-  auto h = residual + self_attn->forward(input_layernorm->forward(x), mask, rope, query_last);
+  auto h =
+      residual + self_attn->forward(input_layernorm->forward(x), mask, rope, query_last, causal);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -81,14 +85,21 @@ torch::Tensor causal_mask(const torch::Tensor& attention_mask, int64_t sliding_w
 
 torch::Tensor MistralModelImpl::forward(const torch::Tensor& inputs_embeds,
                                         const torch::Tensor& attention_mask,
-                                        const torch::Tensor& position_ids, bool last_only) const {
+                                        const torch::Tensor& position_ids, bool last_only,
+                                        bool unpadded) const {
   const auto dtype = inputs_embeds.scalar_type();
   const auto rope = rotary_emb->forward(position_ids, dtype);
-  const auto mask = causal_mask(attention_mask, cfg_.sliding_window, dtype);
+  // No padding: one causal mask for every row (the same values), and with no sliding window to
+  // apply the attention may take is_causal instead of it.
+  const int64_t L = attention_mask.size(1);
+  const auto mask = causal_mask(unpadded ? attention_mask.narrow(0, 0, 1) : attention_mask,
+                                cfg_.sliding_window, dtype);
+  const bool causal = unpadded && (cfg_.sliding_window <= 0 || L <= cfg_.sliding_window);
   torch::Tensor x = inputs_embeds;
   const int64_t n = static_cast<int64_t>(layers->size());
   for (int64_t i = 0; i < n; ++i)  // the last layer computes only the last row when last_only
-    x = layers->ptr<MistralDecoderLayerImpl>(i)->forward(x, mask, rope, last_only && i == n - 1);
+    x = layers->ptr<MistralDecoderLayerImpl>(i)->forward(x, mask, rope, last_only && i == n - 1,
+                                                         causal);
   return norm->forward(x);
 }
 

@@ -14,9 +14,10 @@ namespace bgevl::llava_next {
 class MistralAttentionImpl : public nn::ModuleBase {
  public:
   explicit MistralAttentionImpl(const MistralConfig& c);
-  // x [B, L, H]; mask additive [B, 1, L, L]; query_last: only the last row is computed.
+  // x [B, L, H]; mask additive [B, 1, L, L]; query_last: only the last row is computed. causal:
+  // the mask is the causal one alone ([1, 1, L, L], no padding; nn::AttentionSpec::causal).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
-                        const nn::RopeTables& rope, bool query_last) const;
+                        const nn::RopeTables& rope, bool query_last, bool causal = false) const;
   void allocate_fused(torch::ScalarType dtype, const torch::Device& device) override {
     qkv_.allocate(*this, "qkv_proj_fused", dtype, device);
   }
@@ -33,7 +34,7 @@ class MistralDecoderLayerImpl : public nn::ModuleBase {
  public:
   explicit MistralDecoderLayerImpl(const MistralConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
-                        const nn::RopeTables& rope, bool query_last) const;
+                        const nn::RopeTables& rope, bool query_last, bool causal = false) const;
   MistralAttention self_attn{nullptr};
   nn::GatedMlp mlp{nullptr};
   nn::RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -46,8 +47,11 @@ class MistralModelImpl : public nn::ModuleBase {
   // Final hidden states after the last norm: [B, L, H], or [B, 1, H] for the last position
   // only when last_only (later rows are never computed in the last layer).
   // attention_mask [B, L] (0 = padding) and position_ids [B, L], int64 on the model's device.
+  // unpadded: the caller knows attention_mask has no zero (one [1, 1, L, L] causal mask, and
+  // is_causal attention where there is no sliding window to apply).
   torch::Tensor forward(const torch::Tensor& inputs_embeds, const torch::Tensor& attention_mask,
-                        const torch::Tensor& position_ids, bool last_only) const;
+                        const torch::Tensor& position_ids, bool last_only,
+                        bool unpadded = false) const;
   nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers;
   nn::RmsNorm norm{nullptr};

@@ -209,7 +209,7 @@ torch::Tensor LlavaNextImpl::forward(const DeviceBatch& batch, bool last_only) c
   const auto merged = torch::cat(table, 0)
                           .index_select(0, batch.source.reshape({-1}))
                           .view({batch.source.size(0), batch.source.size(1), H});
-  return lm->forward(merged, batch.attention_mask, batch.position_ids, last_only);
+  return lm->forward(merged, batch.attention_mask, batch.position_ids, last_only, batch.unpadded);
 }
 
 }  // namespace bgevl::llava_next

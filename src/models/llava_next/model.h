@@ -56,6 +56,7 @@ struct DeviceBatch {
   torch::Tensor tiles;      // [sum of tiles, 3, S, S] float32, undefined without images
   std::vector<ImageLayout> images;
   torch::Tensor source, attention_mask, position_ids;  // [B, L'] int64 (the MergePlan)
+  bool unpadded = false;  // the plan's attention_mask has no zero (known on the host)
 };
 
 class ProjectorImpl : public nn::ModuleBase {
