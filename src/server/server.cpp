@@ -139,6 +139,9 @@ std::string endpoint_of(const std::string& path) {
 // routing (413, a malformed request line) reach the logger without it.
 thread_local std::chrono::steady_clock::time_point t_request_start;
 thread_local bool t_routed = false;
+// Counted in bgevl_requests_in_flight: until the response is about to be written (post-routing),
+// so a client that has its answer never sees its own request still counted.
+thread_local bool t_counted = false;
 
 // BGEVL_TEST_BATCH_DELAY_MS: the tests' stand-in for a slow model (requests surely in flight).
 std::chrono::milliseconds test_delay() {
@@ -179,6 +182,7 @@ class Service {
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       t_request_start = std::chrono::steady_clock::now();
       t_routed = true;
+      t_counted = true;
       metrics_.in_flight(+1);
       const bool open = req.path == "/" || req.path == "/health";
       if (!o_.api_key.empty() && !open && !authorized(req)) {
@@ -189,13 +193,18 @@ class Service {
       }
       return httplib::Server::HandlerResponse::Unhandled;
     });
+    svr.set_post_routing_handler([this](const httplib::Request&, httplib::Response&) {
+      if (t_counted) metrics_.in_flight(-1);
+      t_counted = false;
+    });
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double s =
           t_routed
               ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t_request_start)
                     .count()
               : 0.0;
-      if (t_routed) metrics_.in_flight(-1);
+      if (t_counted) metrics_.in_flight(-1);  // not left counted if post-routing did not run
+      t_counted = false;
       t_routed = false;
       metrics_.request(endpoint_of(req.path), res.status, s);
       if (!o_.quiet)
