@@ -46,37 +46,13 @@ void FusedLinear::allocate(ModuleBase& owner, const std::string& name, torch::Sc
   preallocated_ = true;
 }
 
-void FusedLinear::fuse(ModuleBase& owner, const std::string& name) {
-  if (preallocated_) {  // loaded in place: the parts' views go
-    for (auto* p : parts_) {
-      p->weight.set_data(torch::empty({0}, p->weight.options()));
-      if (p->bias.defined()) p->bias.set_data(torch::empty({0}, p->bias.options()));
-    }
-    preallocated_ = false;
-    return;
-  }
-  if (fused()) return;
-  const auto& parts = parts_;
-  for (auto* p : parts)  // a block the checkpoint did not fill (unused layers) stays as it is
-    if (!p->weight.defined() || p->weight.numel() == 0) return;
-  offsets_.assign(1, 0);
-  std::vector<torch::Tensor> w, b;
-  for (auto* p : parts) {
-    TORCH_CHECK(p->weight.dim() == 2 && p->weight.size(1) == parts[0]->weight.size(1),
-                "fuse: the parts of ", name, " must share their input size");
-    TORCH_CHECK(p->bias.defined() == parts[0]->bias.defined(), "fuse: ", name,
-                " mixes parts with and without biases");
-    w.push_back(p->weight);
-    if (p->bias.defined()) b.push_back(p->bias);
-    offsets_.push_back(offsets_.back() + p->weight.size(0));
-  }
-  weight_ = owner.register_parameter(name + "_weight", torch::cat(w, 0), /*requires_grad=*/false);
-  if (!b.empty())
-    bias_ = owner.register_parameter(name + "_bias", torch::cat(b, 0), /*requires_grad=*/false);
-  for (auto* p : parts) {  // the fused copy is the only one now
+void FusedLinear::fuse() {
+  if (!preallocated_) return;
+  for (auto* p : parts_) {  // loaded in place: the fused weights are the only copy now
     p->weight.set_data(torch::empty({0}, p->weight.options()));
     if (p->bias.defined()) p->bias.set_data(torch::empty({0}, p->bias.options()));
   }
+  preallocated_ = false;
 }
 
 torch::Tensor FusedLinear::forward(const torch::Tensor& x, size_t first, size_t last) const {
@@ -108,11 +84,6 @@ std::vector<torch::Tensor> FusedLinear::qkv(const torch::Tensor& x, const torch:
   if (!xq.defined()) return split(x, 0, 3);
   auto kv = split(x, 1, 3);
   return {forward(xq, 0, 1), kv[0], kv[1]};
-}
-
-void fuse_projections(torch::nn::Module& root) {
-  for (const auto& m : root.modules(/*include_self=*/true))
-    if (auto* b = dynamic_cast<ModuleBase*>(m.get())) b->fuse();
 }
 
 std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name) {

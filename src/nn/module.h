@@ -17,8 +17,8 @@ class ModuleBase : public torch::nn::Module {
   const std::map<std::string, std::vector<int64_t>>& declared() const { return declared_; }
   // Blocks that compute several projections of the same input as one product: allocate_fused
   // (load_weights, before loading) makes the fused weights and points the parts' parameters at
-  // their slices, so the checkpoint is copied straight into them; fuse (after loading, or
-  // fuse_projections on a module filled otherwise) drops the parts' own handles.
+  // their slices, so the checkpoint is copied straight into them; fuse (load_weights, after
+  // loading) drops the parts' own handles.
   virtual void allocate_fused(torch::ScalarType dtype, const torch::Device& device) {}
   virtual void fuse() {}
 
@@ -39,10 +39,11 @@ class LinearImpl : public ModuleBase {
 };
 TORCH_MODULE(Linear);
 
-// Linear layers over the same input computed as one matrix product (fused Q/K/V, gate/up): fuse()
-// concatenates the parts' weights (and biases) along the output dimension into one parameter of
-// `owner` and empties the parts' own tensors, so nothing is held twice and owner.to(...) moves
-// the fused weights. Until then (a module built without a checkpoint) the parts compute alone.
+// Linear layers over the same input computed as one matrix product (fused Q/K/V, gate/up):
+// allocate() registers the fused weight (and bias) on `owner`, the parts' rows one after the
+// other, with the parts' parameters as views of their rows, so that loading fills it; fuse() then
+// empties the parts' own tensors: nothing is held twice and owner.to(...) moves the fused weights.
+// A module not loaded by nn::load_weights computes with its parts alone.
 class FusedLinear {
  public:
   FusedLinear() = default;
@@ -50,8 +51,8 @@ class FusedLinear {
   // The fused weights, empty, with the parts' parameters as views of their rows.
   void allocate(ModuleBase& owner, const std::string& name, torch::ScalarType dtype,
                 const torch::Device& device);
-  // After loading: the parts' tensors emptied (a part loaded on its own: concatenated first).
-  void fuse(ModuleBase& owner, const std::string& name);
+  // After loading: the parts' tensors emptied.
+  void fuse();
   bool fused() const { return weight_.defined() && weight_.numel() > 0; }
   // The outputs of parts [first, last) on x, concatenated along the last dimension.
   torch::Tensor forward(const torch::Tensor& x, size_t first, size_t last) const;
@@ -131,15 +132,13 @@ class GatedMlpImpl : public ModuleBase {
   void allocate_fused(torch::ScalarType dtype, const torch::Device& device) override {
     gate_up_.allocate(*this, "gate_up_proj_fused", dtype, device);
   }
-  void fuse() override { gate_up_.fuse(*this, "gate_up_proj_fused"); }
+  void fuse() override { gate_up_.fuse(); }
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:
   FusedLinear gate_up_;
 };
 
-// ModuleBase::fuse on every module under root (after loading a checkpoint).
-void fuse_projections(torch::nn::Module& root);
 TORCH_MODULE(GatedMlp);
 
 }  // namespace bgevl::nn

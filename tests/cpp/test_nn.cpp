@@ -214,7 +214,7 @@ TEST_P(Blocks, MistralMlpAndDecoderLayer) {
                out("hidden_states"));
 }
 
-// Q/K/V and gate/up as one product each (fused after loading, as the embedders do): the same
+// Q/K/V and gate/up as one product each (fused by load_weights, as the embedders load): the same
 // results against the transformers fixtures, the parts' own tensors freed, and the fused weights
 // follow the module through to().
 TEST_P(Blocks, FusedProjectionsMatchTheFixtures) {
@@ -222,7 +222,6 @@ TEST_P(Blocks, FusedProjectionsMatchTheFixtures) {
   open("clip_attention_causal_padding");
   clip::Attention attn(cfg("hidden_size"), cfg("num_attention_heads"));
   load(*attn);
-  nn::fuse_projections(*attn);
   EXPECT_EQ(attn->q_proj->weight.numel(), 0);
   EXPECT_EQ(attn->v_proj->bias.numel(), 0);
   const auto mask = in("causal_attention_mask") + in("attention_mask_4d");
@@ -248,7 +247,6 @@ TEST_P(Blocks, FusedProjectionsMatchTheFixtures) {
   const auto c = mistral_config();
   llava_next::MistralAttention mattn(c);
   load(*mattn);
-  nn::fuse_projections(*mattn);
   EXPECT_EQ(mattn->k_proj->weight.numel(), 0);
   nn::RotaryEmbedding rope(c.head_dim, c.rope_theta);
   rope->to(device());
@@ -262,7 +260,6 @@ TEST_P(Blocks, FusedProjectionsMatchTheFixtures) {
   open("mistral_mlp");
   nn::GatedMlp mlp(cfg("hidden_size"), cfg("intermediate_size"));
   load(*mlp);
-  nn::fuse_projections(*mlp);
   EXPECT_EQ(mlp->gate_proj->weight.numel(), 0);
   EXPECT_EQ(mlp->up_proj->weight.numel(), 0);
   expect_close(mlp->forward(in("hidden_states")), out("hidden_states"));

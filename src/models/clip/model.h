@@ -28,7 +28,7 @@ class AttentionImpl : public nn::ModuleBase {
   void allocate_fused(torch::ScalarType dtype, const torch::Device& device) override {
     qkv_.allocate(*this, "qkv_proj_fused", dtype, device);
   }
-  void fuse() override { qkv_.fuse(*this, "qkv_proj_fused"); }
+  void fuse() override { qkv_.fuse(); }
   nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
