@@ -97,7 +97,17 @@ def image_files(folder=None):
     return out
 
 
-def run_side(impl, ckpt, n_images, n_texts, batch, threads):
+def top_ops(prof, n=10):
+    """The operators with the most self CPU time, as (name, share of the total, calls)."""
+    ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in ev) or 1
+    ev.sort(key=lambda e: -e.self_cpu_time_total)
+    return [(e.key, e.self_cpu_time_total / total, e.count) for e in ev[:n]]
+
+
+def run_side(impl, ckpt, n_images, n_texts, batch, threads, profile=False):
+    import contextlib
+
     import torch
 
     torch.set_num_threads(threads)
@@ -122,9 +132,21 @@ def run_side(impl, ckpt, n_images, n_texts, batch, threads):
     model.eval()
     load_s = time.perf_counter() - t0
     out = {"impl": impl, "load_s": load_s, "threads": torch.get_num_threads()}
+    def profiler():  # --profile: libtorch's operators on both sides (bgevl links the same libtorch)
+        if not profile:
+            return contextlib.nullcontext()
+        return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+
     with torch.no_grad():
         model.encode(images=imgs[:batch])  # warm-up with a full batch
         model.encode(text=texts[:batch])
+        if profile:  # one batch each: longer profiles slow down under the profiler's own buffers
+            with profiler() as p:
+                model.encode(images=imgs[:batch])
+            out["profile_images"] = top_ops(p)
+            with profiler() as p:
+                model.encode(text=texts[:batch])
+            out["profile_texts"] = top_ops(p)
         t0 = time.perf_counter()
         embs = [model.encode(images=imgs[i:i + batch]) for i in range(0, len(imgs), batch)]
         out["images_s"] = len(imgs) / (time.perf_counter() - t0)
@@ -147,12 +169,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs per side, alternating; the medians are reported")
     ap.add_argument("--json")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the rounds, one more run of each side with one batch of images and one of "
+                         "texts under torch.profiler first: the operators with the most CPU time")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.side:  # child process
-        print(json.dumps(run_side(args.side, args.ckpt, args.images, args.texts, args.batch, args.threads)))
+        print(json.dumps(run_side(args.side, args.ckpt, args.images, args.texts, args.batch, args.threads,
+                                  args.profile)))
         return
 
     sides = [args.only] if args.only else ["reference", "bgevl"]
@@ -166,15 +192,20 @@ def main():
         if args.mmret_code:
             shutil.copy(args.mmret_code, os.path.join(ckpt, "modeling_MMRet_CLIP.py"))
         runs = {side: [] for side in sides}
+
+        def child(side, *extra):
+            cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--ckpt", ckpt,
+                   "--images", str(args.images), "--texts", str(args.texts),
+                   "--batch", str(args.batch), "--threads", str(args.threads), *extra]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                sys.exit(f"{side} failed:\n{res.stderr}")
+            return json.loads(res.stdout.strip().splitlines()[-1])
+
         for _ in range(args.rounds):  # sides alternate; the median of each side's rounds
             for side in sides:
-                cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--ckpt", ckpt,
-                       "--images", str(args.images), "--texts", str(args.texts),
-                       "--batch", str(args.batch), "--threads", str(args.threads)]
-                res = subprocess.run(cmd, capture_output=True, text=True)
-                if res.returncode != 0:
-                    sys.exit(f"{side} failed:\n{res.stderr}")
-                runs[side].append(json.loads(res.stdout.strip().splitlines()[-1]))
+                runs[side].append(child(side))
+        profiles = {side: child(side, "--profile") for side in sides} if args.profile else {}
         results = {side: {k: (statistics.median(r[k] for r in rs)
                               if isinstance(rs[0][k], (int, float)) else rs[0][k]) for k in rs[0]}
                    for side, rs in runs.items()}
@@ -214,9 +245,15 @@ def main():
         rr = results[side]["rounds"]
         print(f"{side} rounds: images/s {', '.join(f'{v:.2f}' for v in rr['images_s'])}; "
               f"texts/s {', '.join(f'{v:.1f}' for v in rr['texts_s'])}")
+    for side, pr in profiles.items():
+        for what in ("images", "texts"):
+            print(f"profile, {side}, {what}, one batch (share of libtorch's self CPU time; calls): " +
+                  ", ".join(f"{name} {share:.1%} ({calls})" for name, share, calls in pr[f"profile_{what}"]))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "max_abs_diff": agree}, f, indent=2)
+            json.dump({"results": results, "max_abs_diff": agree,
+                       "profiles": {side: {k: v for k, v in pr.items() if k.startswith("profile_")}
+                                    for side, pr in profiles.items()}}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -684,7 +684,7 @@ def sec_clip(ctx):
     geo = (CLIP_QUICK if args.quick else CLIP_GEOMETRY)[key]
     B, TB = args.batch, args.text_batch
     S = geo["vision"]["image"]
-    W = Budget(ctx.budget, {"setup": 0.6, "model_bgevl": 1, "e2e_bgevl": 3, "text_bgevl": 1.5, "load_tf": 0.5,
+    W = Budget(ctx.budget, {"setup": 0.6, "model_bgevl": 1, "e2e_bgevl": 3, "e2e_one_stream": 1, "text_bgevl": 1.5, "load_tf": 0.5,
                             "model_tf": 1, "e2e_best": 3, "text_tf": 1.5, "seed": 2})
     files, jinfo = jpeg_files(ctx.work, args, key)
     ckpt, cinfo = resource(ctx.work, key, lambda p: make_clip_checkpoint(p, geo, dev), key)
@@ -745,6 +745,18 @@ def sec_clip(ctx):
             ctx.save()
         except Exception as e:  # noqa: BLE001
             ctx.step_error("bgevl end to end (encode from JPEG files)", e)
+        budget = W.take("e2e_one_stream")
+        if ctx.cuda and "e2e_bgevl" in res:  # the same, copies on the compute stream: what the copy stream gains
+            os.environ["BGEVL_COPY_STREAM"] = "0"
+            try:
+                res["e2e_one_stream"] = timed(lambda i: len(m.encode(images=chunks[i], batch_size=B)), budget,
+                                              len(chunks), sync)
+                ctx.log(f"bgevl end to end, BGEVL_COPY_STREAM=0: {res['e2e_one_stream']['per_s']:.1f} images/s")
+            except Exception as e:  # noqa: BLE001
+                ctx.step_error("bgevl end to end with BGEVL_COPY_STREAM=0", e)
+            finally:
+                del os.environ["BGEVL_COPY_STREAM"]
+            ctx.save()
         try:  # texts
             tchunk = 4 * TB
             tchunks = [captions[i:i + tchunk] for i in range(0, len(captions), tchunk)]
@@ -923,8 +935,12 @@ def sec_clip(ctx):
                    "e2e_bgevl_over_seed": ratio(ps("e2e_bgevl"), ps("seed")),
                    "text_bgevl_over_tf": ratio(ps("text_bgevl"), ps("text_tf"))}
     detail = []
+    if ps("e2e_one_stream"):
+        detail.append(f"copy stream: end to end {fmt(ps('e2e_bgevl'))} images/s with it, {fmt(ps('e2e_one_stream'))} "
+                      f"without (BGEVL_COPY_STREAM=0): {fmt_ratio(ratio(ps('e2e_bgevl'), ps('e2e_one_stream')))}")
     for k, what in (("model_bgevl", "bgevl model only"), ("model_tf", "transformers model only"),
                     ("e2e_bgevl", "bgevl `encode(images=paths, batch_size=B)`"),
+                    ("e2e_one_stream", "bgevl the same with BGEVL_COPY_STREAM=0 (copies on the compute stream)"),
                     ("e2e_best", "transformers best (DataLoader)"), ("seed", "transformers seed (card usage)"),
                     ("text_bgevl", "bgevl `encode(text=...)`"), ("text_tf", "transformers texts")):
         if k in res:

@@ -36,13 +36,18 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (mask.defined() && !is_causal) m = mask;
   const double scale = spec.divisor > 0 ? 1.0 / spec.divisor : spec.scale;
 #if BGEVL_HAS_SDPA_GQA
-  return at::scaled_dot_product_attention(q, k, v, m, 0.0, is_causal, scale,
-                                          /*enable_gqa=*/q.size(1) != k.size(1));
-#else
+  // Grouped heads inside the kernel only without an explicit mask (causal or none: flash takes
+  // it). With a mask (left-padded batches), the memory-efficient kernel, which takes masks, wants
+  // as many key-value heads as query heads through libtorch 2.11, and flash takes no mask: with
+  // enable_gqa the choice would fall to the math kernel, which repeats K/V itself and
+  // materialises the whole score matrix. So K/V are repeated here and that kernel stays usable.
+  if (!m.has_value())
+    return at::scaled_dot_product_attention(q, k, v, m, 0.0, is_causal, scale,
+                                            /*enable_gqa=*/q.size(1) != k.size(1));
+#endif
   return at::scaled_dot_product_attention(q, repeat_kv(k, q.size(1) / k.size(1)),
                                           repeat_kv(v, q.size(1) / v.size(1)), m, 0.0, is_causal,
                                           scale);
-#endif
 #else
   TORCH_CHECK(mask.defined() || !spec.causal, "attention: the eager path needs the causal mask");
   const auto kr = repeat_kv(k, q.size(1) / k.size(1));

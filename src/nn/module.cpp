@@ -1,5 +1,9 @@
 #include "nn/module.h"
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
 #include "bgevl/errors.h"
 
 namespace bgevl::nn {
@@ -86,14 +90,43 @@ std::vector<torch::Tensor> FusedLinear::qkv(const torch::Tensor& x, const torch:
   return {forward(xq, 0, 1), kv[0], kv[1]};
 }
 
-std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name) {
-  if (name == "quick_gelu")
-    return [](const torch::Tensor& x) { return x * torch::sigmoid(1.702 * x); };
-  if (name == "gelu") return [](const torch::Tensor& x) { return torch::gelu(x); };
+torch::Tensor quick_gelu_(torch::Tensor x) {
+  // Chunks of 64K elements (256 KiB in float32, a multiple of every vector width, so that no
+  // chunk ends in a scalar tail but the last): the chunk and its sigmoid stay in the core's L2.
+  constexpr int64_t chunk = 64 * 1024;
+  if (x.requires_grad()) return x * torch::sigmoid(1.702 * x);
+  if (!x.is_cpu() || !x.is_contiguous() || x.numel() < 2 * chunk) {
+    auto s = x * 1.702;
+    s.sigmoid_();
+    return x.mul_(s);
+  }
+  auto flat = x.view({-1});
+  const int64_t n = flat.numel(), chunks = (n + chunk - 1) / chunk;
+  // 1.702 as `1.702 * x` passes it: a wrapped number, multiplied in the op math type. (The
+  // Scalar overload of mul_out computes into a temporary and copies it.)
+  auto k = at::scalar_tensor(1.702, at::kDouble);
+  k.unsafeGetTensorImpl()->set_wrapped_number(true);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    // inside the parallel region each operation runs on this thread alone
+    auto s = torch::empty({std::min(chunk, n - begin * chunk)}, x.options());
+    for (int64_t c = begin; c < end; ++c) {
+      auto part = flat.narrow(0, c * chunk, std::min(chunk, n - c * chunk));
+      auto t = s.narrow(0, 0, part.numel());
+      at::mul_out(t, part, k);
+      t.sigmoid_();
+      part.mul_(t);
+    }
+  });
+  return x;
+}
+
+Activation activation(const std::string& name) {
+  if (name == "quick_gelu") return [](torch::Tensor x) { return quick_gelu_(std::move(x)); };
+  if (name == "gelu") return [](torch::Tensor x) { return torch::gelu(x); };
   if (name == "gelu_new" || name == "gelu_pytorch_tanh")
-    return [](const torch::Tensor& x) { return torch::gelu(x, "tanh"); };
-  if (name == "relu") return [](const torch::Tensor& x) { return torch::relu(x); };
-  if (name == "silu") return [](const torch::Tensor& x) { return torch::silu(x); };
+    return [](torch::Tensor x) { return torch::gelu(x, "tanh"); };
+  if (name == "relu") return [](torch::Tensor x) { return torch::relu(x); };
+  if (name == "silu") return [](torch::Tensor x) { return torch::silu(x); };
   throw InvalidArgumentError(detail::concat("unsupported activation '", name, "'"));
 }
 

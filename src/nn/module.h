@@ -104,8 +104,16 @@ class EmbeddingImpl : public ModuleBase {
 };
 TORCH_MODULE(Embedding);
 
-// Activation by transformers' ACT2FN name.
-std::function<torch::Tensor(const torch::Tensor&)> activation(const std::string& name);
+// Activation by transformers' ACT2FN name. It takes its input by value and may overwrite it:
+// give it a fresh product (fc1's output), never a tensor that is read elsewhere.
+using Activation = std::function<torch::Tensor(torch::Tensor)>;
+Activation activation(const std::string& name);
+
+// x * sigmoid(1.702 * x) (transformers' QuickGELUActivation, CLIP's), computed in x with the same
+// operations, so bit-identical to that expression. On the CPU a contiguous x is done in chunks
+// that stay in the cache, one chunk per thread at a time: three passes over a 3152 x 3072 MLP
+// activation through memory become one.
+torch::Tensor quick_gelu_(torch::Tensor x);
 
 // fc2(act(fc1(x))), with biases (CLIP's MLP).
 class MlpImpl : public ModuleBase {
@@ -117,7 +125,7 @@ class MlpImpl : public ModuleBase {
   Linear fc1{nullptr}, fc2{nullptr};
 
  private:
-  std::function<torch::Tensor(const torch::Tensor&)> act_;
+  Activation act_;
 };
 TORCH_MODULE(Mlp);
 

@@ -1,10 +1,16 @@
 #include "runtime/engine.h"
 
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <future>
 #include <mutex>
 #include <numeric>
+#include <string>
 
 #include "bgevl/errors.h"
 #include "runtime/inputs.h"
@@ -23,6 +29,37 @@ void with_item_context(size_t index, const std::function<void()>& fn) {
   } catch (const Error& e) {
     throw Error(where + e.what());
   }
+}
+
+// Staging's copy stream. Only c10's device-generic stream API is used (it compiles against a
+// CPU-only libtorch too). The device tensor is allocated on the copy stream, and marked as used
+// by the compute stream, so that the caching allocator can neither hand the copy memory that
+// the compute stream may still read nor reuse it before the compute stream is done with it; the
+// pinned source is recorded on the copy stream by the copy itself.
+Staging::Staging(torch::Device device) : device_(device) {
+  if (!device_.is_cuda()) return;
+  const char* v = std::getenv("BGEVL_COPY_STREAM");
+  if (v && std::string(v) == "0") return;
+  const c10::impl::VirtualGuardImpl impl(device_.type());
+  if (!device_.has_index()) device_ = torch::Device(device_.type(), impl.getDevice().index());
+  copy_stream_ = impl.getStreamFromGlobalPool(device_);
+}
+
+torch::Tensor Staging::to_device(const torch::Tensor& host) const {
+  if (!host.defined() || device_.is_cpu()) return host;
+  if (!copy_stream_ || !host.device().is_cpu()) return host.to(device_, /*non_blocking=*/true);
+  const c10::impl::VirtualGuardImpl impl(device_.type());
+  const c10::Stream compute = impl.getStream(device_);
+  torch::Tensor dst;
+  {
+    const c10::StreamGuard on_copy_stream(*copy_stream_);
+    dst = host.to(device_, /*non_blocking=*/true);
+  }
+  c10::Event copied(device_.type());
+  copied.record(*copy_stream_);
+  copied.block(compute);
+  impl.recordDataPtrOnStream(dst.storage().data_ptr(), compute);
+  return dst;
 }
 
 namespace {

@@ -1,19 +1,23 @@
 // Host memory for batches on their way to the model's device: page-locked (pinned) when the model
 // is on CUDA, so the copy is asynchronous and the host never waits for the GPU; ordinary memory
-// on the CPU, where "copying" is a no-op.
+// on the CPU, where "copying" is a no-op. On CUDA the copies run on a copy stream of their own,
+// so that batch k+1's copy overlaps batch k's compute (BGEVL_COPY_STREAM=0: on the compute
+// stream, for comparison).
 #pragma once
 
+#include <c10/core/Stream.h>
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace bgevl::runtime {
 
 class Staging {
  public:
-  explicit Staging(torch::Device device) : device_(device) {}
+  explicit Staging(torch::Device device);
 
   const torch::Device& device() const { return device_; }
 
@@ -30,13 +34,17 @@ class Staging {
   }
 
   // On the device: a non-blocking copy out of pinned memory (the caching host allocator keeps
-  // the block until the copy is done), or the tensor itself when the device is the CPU.
-  torch::Tensor to_device(const torch::Tensor& host) const {
-    return host.defined() ? host.to(device_, /*non_blocking=*/true) : host;
-  }
+  // the block until the copy is done), or the tensor itself when the device is the CPU. With a
+  // copy stream, work queued on the caller's (compute) stream after this call waits for the copy,
+  // and nothing queued before it does; the host never waits.
+  torch::Tensor to_device(const torch::Tensor& host) const;
+
+  // Whether copies go through a copy stream of their own (CUDA, unless BGEVL_COPY_STREAM=0).
+  bool has_copy_stream() const { return copy_stream_.has_value(); }
 
  private:
   torch::Device device_;
+  std::optional<c10::Stream> copy_stream_;
 };
 
 }  // namespace bgevl::runtime

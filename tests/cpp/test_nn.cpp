@@ -2,6 +2,7 @@
 // transformers 4.45.2's own modules (tests/reference/gen_nn_fixtures.py): attention with and
 // without masks, grouped-query attention, RoPE, RMSNorm, the MLPs, both encoder/decoder layers,
 // the LLaVA-NeXT projector. Instantiated per device; the CUDA instance skips without a GPU.
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -306,7 +307,8 @@ TEST_P(Blocks, ClipCausalOnlyMaskEqualsTheDenseMaskForRightPadding) {
 
 // Mistral without padding (one query per forward, or rows of one length): one [1, 1, L, L]
 // causal mask for every row, marked causal (is_causal with scaled_dot_product_attention), gives
-// the dense [B, 1, L, L] mask's results: exactly on the CPU.
+// the dense [B, 1, L, L] mask's results, and the last query alone (query_last) none at all:
+// exactly on the CPU.
 TEST_P(Blocks, MistralUnpaddedCausalMaskEqualsTheDenseMask) {
   c10::InferenceMode guard;
   open("mistral_attention_gqa");
@@ -341,3 +343,53 @@ TEST_P(Blocks, LlavaProjector) {
 
 INSTANTIATE_TEST_SUITE_P(CPU, Blocks, ::testing::ValuesIn(on_device({"nn"}, "cpu")), param_name);
 INSTANTIATE_TEST_SUITE_P(CUDA, Blocks, ::testing::ValuesIn(on_device({"nn"}, "cuda")), param_name);
+
+// CLIP's activation computed in place, in cache-sized chunks on the CPU: bit-identical to
+// transformers' expression x * sigmoid(1.702 * x) (as libtorch computes it on one thread, where
+// no thread boundary adds scalar tails) for the activations' shapes (a multiple of 64 elements),
+// in float32 and bfloat16; within two float32 ulps for any length; and the other paths (small,
+// strided, with autograd, not in place).
+TEST(QuickGelu, InPlaceChunksAreBitIdenticalToTheExpression) {
+  c10::InferenceMode guard;
+  struct Threads {
+    int before = at::get_num_threads();
+    ~Threads() { at::set_num_threads(before); }
+  } restore;
+  torch::manual_seed(7);
+  auto expression = [&restore](const torch::Tensor& x) {
+    at::set_num_threads(1);
+    auto y = x * torch::sigmoid(1.702 * x);
+    at::set_num_threads(restore.before);
+    return y;
+  };
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    for (const std::vector<int64_t>& shape :
+         std::vector<std::vector<int64_t>>{{3152, 3072}, {2, 197, 3072}, {5, 7, 64}, {3, 13}}) {
+      SCOPED_TRACE(::testing::Message() << dtype << " " << at::IntArrayRef(shape));
+      const auto x = (torch::randn(shape) * 4).to(dtype);
+      const auto want = expression(x);
+      auto mine = x.clone();
+      const auto got = nn::quick_gelu_(mine);
+      EXPECT_EQ(got.data_ptr(), mine.data_ptr());  // in place
+      EXPECT_TRUE(torch::equal(got, want));
+    }
+  }
+  // any length: the last chunk's tail goes through libtorch's scalar loop
+  const auto x = torch::randn({3 * 65536 + 37}) * 4;
+  const auto want = expression(x);
+  const auto got = nn::quick_gelu_(x.clone());
+  EXPECT_TRUE(((got - want).abs() <= want.abs() * 2.4e-7 + 1e-30).all().item<bool>());
+  // strided: computed as a whole, still equal; the view's base sees the result
+  auto base = torch::randn({512, 1024});
+  const auto want_t = expression(base.t());
+  EXPECT_TRUE(torch::equal(nn::quick_gelu_(base.t()), want_t));
+  EXPECT_TRUE(torch::equal(base.t(), want_t));
+}
+
+TEST(QuickGelu, WithAutogradLeavesItsInputAlone) {
+  auto x = torch::randn({300, 1024}, torch::requires_grad());
+  const auto before = x.detach().clone();
+  const auto y = nn::quick_gelu_(x);
+  EXPECT_TRUE(torch::equal(x.detach(), before));
+  EXPECT_TRUE(torch::allclose(y.detach(), before * torch::sigmoid(1.702 * before)));
+}

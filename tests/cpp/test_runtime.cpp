@@ -206,6 +206,48 @@ TEST(Engine, AThrowingProgressCallbackCancelsTheEncode) {
   set_num_threads(0);
 }
 
+// Staging: on the CPU the tensor itself, no stream; on CUDA the copies go through a copy stream
+// and work queued after to_device on the compute stream sees the copied values, also when the
+// memory of earlier batches is freed and reused while copies and compute overlap (the caching
+// allocator's stream bookkeeping); BGEVL_COPY_STREAM=0 copies on the compute stream instead.
+TEST(Staging, OnTheCpuIsTheTensorItself) {
+  const runtime::Staging cpu(torch::kCPU);
+  EXPECT_FALSE(cpu.has_copy_stream());
+  const auto t = cpu.int64s({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_FALSE(t.is_pinned());
+  EXPECT_EQ(cpu.to_device(t).data_ptr(), t.data_ptr());  // no copy on the CPU
+  EXPECT_EQ(t[1][2].item<int64_t>(), 6);
+  EXPECT_FALSE(cpu.to_device(torch::Tensor()).defined());
+}
+
+TEST(Staging, CudaCopiesReachTheComputeStreamInOrder) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  c10::InferenceMode guard;
+  for (const char* copy_stream : {"1", "0"}) {
+    SCOPED_TRACE(copy_stream);
+    ::setenv("BGEVL_COPY_STREAM", copy_stream, 1);
+    const runtime::Staging cuda(torch::kCUDA);
+    ::unsetenv("BGEVL_COPY_STREAM");
+    EXPECT_EQ(cuda.has_copy_stream(), std::string(copy_stream) == "1");
+    torch::Tensor sum = torch::zeros({1024, 1024}, torch::kCUDA);
+    double expected = 0;
+    for (int k = 0; k < 40; ++k) {
+      auto host = cuda.empty({1024, 1024}, torch::kFloat32);
+      EXPECT_TRUE(host.is_pinned());
+      host.fill_(static_cast<float>(k));
+      expected += k * 2.0 + 1.0;
+      // a big product on the compute stream first, so that the next copy overlaps it
+      auto busy = torch::matmul(sum, sum.t()).sum();
+      sum.add_(cuda.to_device(host).mul(2.0).add(1.0));
+      (void)busy;
+    }
+    EXPECT_EQ(sum.min().item<double>(), expected);
+    EXPECT_EQ(sum.max().item<double>(), expected);
+    const auto ids = cuda.to_device(cuda.int64s({4, 5, 6}, {3})).cpu();
+    EXPECT_EQ(ids[2].item<int64_t>(), 6);
+  }
+}
+
 TEST(Engine, ChecksEveryItemBeforeComputing) {
   Echo echo;
   std::vector<EmbedItem> items(6, EmbedItem("x"));

@@ -34,8 +34,12 @@ torch::Tensor MistralAttentionImpl::forward(const torch::Tensor& x, const torch:
   nn::AttentionSpec spec;
   spec.divisor = std::sqrt(static_cast<double>(head_dim_));  // transformers: / math.sqrt(head_dim)
   spec.softmax_in_float32 = true;
-  spec.causal = causal;
-  auto out = nn::attention(q, k, v, mask.narrow(2, mask.size(2) - Lq, Lq), spec);
+  // The last query of a batch whose mask is only causal sees every key: no mask at all (the
+  // fused kernels take none; the dense mask's last row is all zeros).
+  const bool sees_all = causal && query_last;
+  spec.causal = causal && !sees_all;
+  auto out = nn::attention(
+      q, k, v, sees_all ? torch::Tensor() : mask.narrow(2, mask.size(2) - Lq, Lq), spec);
   out = out.transpose(1, 2).reshape({B, Lq, heads_ * head_dim_});
   return o_proj->forward(out);
 }

@@ -68,7 +68,7 @@ class ProjectorImpl : public nn::ModuleBase {
   nn::Linear linear_1{nullptr}, linear_2{nullptr};
 
  private:
-  std::function<torch::Tensor(const torch::Tensor&)> act_;
+  nn::Activation act_;
 };
 TORCH_MODULE(Projector);
 
