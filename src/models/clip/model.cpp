@@ -75,6 +75,27 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp->forward(layer_norm2->forward(h));
 }
 
+torch::Tensor EncoderLayerImpl::forward_packed(const torch::Tensor& x, const torch::Tensor& index,
+                                               int64_t B, int64_t L, const torch::Tensor& mask,
+                                               bool causal, const torch::Tensor& query_rows) const {
+  const torch::Tensor residual = query_rows.defined() ? x.index_select(0, query_rows) : x;
+  auto h = residual + self_attn->forward_packed(layer_norm1->forward(x), index, B, L, mask, causal,
+                                                query_rows);
+  return h + mlp->forward(layer_norm2->forward(h));
+}
+
+namespace {
+// The rows of an additive [B or 1, heads or 1, L, L] mask that the queried positions (one per
+// sequence, query_index [B]) read: [B, heads or 1, 1, L]. A mask with one row stays as it is.
+torch::Tensor query_mask_rows(const torch::Tensor& mask, const torch::Tensor& query_index) {
+  if (!mask.defined() || mask.size(2) == 1) return mask;
+  const int64_t B = query_index.size(0);
+  return mask.expand({B, mask.size(1), mask.size(2), mask.size(3)})
+      .index({torch::arange(B, query_index.options()), torch::indexing::Slice(), query_index})
+      .unsqueeze(2);
+}
+}  // namespace
+
 EncoderImpl::EncoderImpl(const EncoderConfig& c) {
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(EncoderLayer(c));
@@ -86,15 +107,8 @@ torch::Tensor EncoderImpl::forward(torch::Tensor x, const torch::Tensor& mask, i
   TORCH_CHECK(n <= size(), "asked for ", n, " layers of ", size());
   for (int64_t i = 0; i < n; ++i) {
     const auto& layer = layers->ptr<EncoderLayerImpl>(i);
-    if (i == n - 1 && query_index.defined()) {
-      torch::Tensor m = mask;
-      if (m.defined() && m.size(2) > 1)  // keep only the mask rows of the queried positions
-        m = m.expand({x.size(0), m.size(1), m.size(2), m.size(3)})
-                .index({torch::arange(x.size(0), query_index.options()), torch::indexing::Slice(),
-                        query_index})
-                .unsqueeze(2);
-      return layer->forward(x, m, query_index);  // one row per sequence: an explicit mask row
-    }
+    if (i == n - 1 && query_index.defined())  // one row per sequence: an explicit mask row
+      return layer->forward(x, query_mask_rows(mask, query_index), query_index);
     x = layer->forward(x, mask, {}, causal);
   }
   return x;
@@ -153,30 +167,19 @@ torch::Tensor TextTransformerImpl::forward(const torch::Tensor& input_ids,
   else
     eos_pos = (ids == cfg_.eos_token_id).to(torch::kInt).argmax(-1).to(torch::kLong);
 
-  if (packed_index.defined() && right_padded && attention_mask.defined()) {
+  const int64_t n = encoder->size();
+  if (packed_index.defined() && right_padded && attention_mask.defined() && n > 0) {
     // The real tokens only, row by row: each layer's projections and MLP skip the padding.
-    const int64_t H = x.size(2), n = encoder->size();
     const auto index = packed_index.to(dev, torch::kLong);
-    auto xp = x.view({B * L, H}).index_select(0, index);
+    auto xp = x.view({B * L, x.size(2)}).index_select(0, index);
     const auto lengths = attention_mask.to(dev, torch::kLong).sum(1);
     const auto rows = lengths.cumsum(0).sub_(lengths).add_(eos_pos);  // packed row of each pool
-    for (int64_t i = 0; i < n; ++i) {
-      const auto& layer = encoder->layers->ptr<EncoderLayerImpl>(i);
-      const auto a = layer->layer_norm1->forward(xp);
-      if (i + 1 < n) {
-        xp = xp + layer->self_attn->forward_packed(a, index, B, L, mask, /*causal=*/true);
-        xp = xp + layer->mlp->forward(layer->layer_norm2->forward(xp));
-        continue;
-      }
-      const auto m =
-          mask.expand({B, 1, L, L})
-              .index({torch::arange(B, eos_pos.options()), torch::indexing::Slice(), eos_pos})
-              .unsqueeze(2);
-      auto h = xp.index_select(0, rows) +
-               layer->self_attn->forward_packed(a, index, B, L, m, false, rows);
-      h = h + layer->mlp->forward(layer->layer_norm2->forward(h));
-      return final_layer_norm->forward(h);
-    }
+    const auto layer = [&](int64_t i) { return encoder->layers->ptr<EncoderLayerImpl>(i); };
+    for (int64_t i = 0; i + 1 < n; ++i)
+      xp = layer(i)->forward_packed(xp, index, B, L, mask, /*causal=*/true);
+    // the last layer: the pooled rows only, with their mask rows
+    return final_layer_norm->forward(layer(n - 1)->forward_packed(
+        xp, index, B, L, query_mask_rows(mask, eos_pos), /*causal=*/false, rows));
   }
   // [B, 1, H]: only the pooled rows at the last layer
   auto h = encoder->forward(x, mask, -1, eos_pos, causal_only);

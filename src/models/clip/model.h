@@ -47,6 +47,11 @@ class EncoderLayerImpl : public nn::ModuleBase {
   explicit EncoderLayerImpl(const EncoderConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask,
                         const torch::Tensor& query_index = {}, bool causal = false) const;
+  // The same on packed rows (AttentionImpl::forward_packed): x [T, H]; with query_rows ([B]
+  // packed rows) only those rows are computed, [B, H].
+  torch::Tensor forward_packed(const torch::Tensor& x, const torch::Tensor& index, int64_t B,
+                               int64_t L, const torch::Tensor& mask, bool causal,
+                               const torch::Tensor& query_rows = {}) const;
   Attention self_attn{nullptr};
   nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   nn::Mlp mlp{nullptr};
