@@ -12,7 +12,7 @@ namespace bgevl {
 const char* version() { return "0.1.0"; }
 
 std::unique_ptr<Embedder> load(const std::string& path_or_id, const LoadOptions& options) {
-  models::check_dtype(models::load_dtype(options), options.device);
+  models::check_dtype(models::requested_dtype(options), options.device);
   const auto c = models::resolve_checkpoint(path_or_id, options);
   return models::detect(c.config_json).load(c.dir, options);
 }

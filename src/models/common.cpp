@@ -25,9 +25,13 @@ void check_dtype(torch::ScalarType dtype, const torch::Device& device) {
                   "products): on the CPU use bfloat16 or float32");
 }
 
+torch::ScalarType requested_dtype(const LoadOptions& options) {
+  return options.dtype == torch::ScalarType::Undefined ? default_dtype(options.device)
+                                                       : options.dtype;
+}
+
 torch::ScalarType load_dtype(const LoadOptions& options) {
-  const auto dtype =
-      options.dtype == torch::ScalarType::Undefined ? default_dtype(options.device) : options.dtype;
+  const auto dtype = requested_dtype(options);
   // The float32 parity mode on CUDA: no TF32 in cuBLAS and cuDNN (the patch convolution),
   // whatever the process set before (libtorch's default lets cuDNN use TF32).
   if (dtype == torch::kFloat32 && options.device.is_cuda()) {
@@ -55,7 +59,7 @@ Checkpoint resolve_checkpoint(const std::string& path_or_id, const LoadOptions& 
 Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& options,
                            Family family) {
   runtime::after_fork_fixups();
-  check_dtype(load_dtype(options), options.device);
+  check_dtype(requested_dtype(options), options.device);
   auto c = resolve_checkpoint(path_or_id, options);
   const auto& found = detect(c.config_json);
   BGEVL_CHECK_ARG(found.family == family, c.config_json, " is a ", found.title, " checkpoint, not ",

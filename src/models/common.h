@@ -32,8 +32,10 @@ Checkpoint open_checkpoint(const std::string& path_or_id, const LoadOptions& opt
 // float32, bfloat16, or float16 on CUDA (libtorch's CPU kernels lack float16 matrix products);
 // InvalidArgumentError otherwise.
 void check_dtype(torch::ScalarType dtype, const torch::Device& device);
-// options.dtype, or the device's default (bgevl::default_dtype) when Undefined; a float32 model on
-// CUDA turns TF32 off (the parity mode).
+// options.dtype, or the device's default (bgevl::default_dtype) when Undefined (for the checks).
+torch::ScalarType requested_dtype(const LoadOptions& options);
+// The same, when the weights are loaded (once per load): a float32 model on CUDA turns TF32 off
+// (the parity mode).
 torch::ScalarType load_dtype(const LoadOptions& options);
 
 // set_processor's folder: path_or_id resolved at `revision` (the checkpoint's revision when
